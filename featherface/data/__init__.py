@@ -1,0 +1,1 @@
+"""WIDER FACE data: readers and writers, the synthetic generator, validation, datasets."""

@@ -1,0 +1,146 @@
+"""The official WIDER FACE split text format (``wider_face_{train,val}_bbx_gt.txt``).
+
+Each image is a block of lines::
+
+    0--Parade/0_Parade_marchingband_1_849.jpg      image path, relative to WIDER_<split>/images
+    2                                              number of faces
+    449 330 122 149 0 0 0 0 0 0                    x y w h blur expression illumination invalid occlusion pose
+    ...
+
+An image with no faces has the count ``0`` followed by one line of ten zeros. The official files
+end every face line with a space; :func:`format_split_text` writes the same bytes back, so reading
+and writing an official file round-trips exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from featherface.data.schema import ATTRIBUTE_COLUMNS
+
+FACE_FIELDS: tuple[str, ...] = ("x", "y", "w", "h", *ATTRIBUTE_COLUMNS)
+_ZERO_LINE = (0,) * len(FACE_FIELDS)
+
+
+@dataclass
+class ImageRecord:
+    """One image block: its relative path and its face rows (``FACE_FIELDS`` order)."""
+
+    path: str
+    faces: list[tuple[int, ...]] = field(default_factory=list)
+    line: int = 0  # 1-based line of the path in the source file
+
+
+class SplitTextError(ValueError):
+    """A structural problem in a split file, with the 1-based line where it was found."""
+
+    def __init__(self, line: int, problem: str) -> None:
+        super().__init__(problem)
+        self.line = line
+        self.problem = problem
+
+
+def _is_path_line(text: str) -> bool:
+    return text.lower().endswith((".jpg", ".jpeg", ".png"))
+
+
+def _parse_face_line(text: str, line: int) -> tuple[int, ...]:
+    fields = text.split()
+    if len(fields) != len(FACE_FIELDS):
+        raise SplitTextError(
+            line, f"expected {len(FACE_FIELDS)} integers (x y w h + 6 attributes), got {len(fields)}"
+        )
+    try:
+        return tuple(int(value) for value in fields)
+    except ValueError:
+        raise SplitTextError(line, f"face line is not all integers: {text!r}") from None
+
+
+def _parse_count(text: str, line: int) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        raise SplitTextError(line, f"expected a face count, got {text!r}") from None
+    if count < 0:
+        raise SplitTextError(line, f"negative face count {count}")
+    return count
+
+
+def _read_faces(lines: list[str], start: int, count: int, count_line: int) -> tuple[list, int]:
+    """Parse ``count`` face lines from ``lines[start:]``; return them and the next index."""
+    faces: list[tuple[int, ...]] = []
+    index = start
+    while len(faces) < count:
+        if index >= len(lines):
+            raise SplitTextError(
+                count_line, f"count line says {count} faces but the file ends after {len(faces)}"
+            )
+        text = lines[index].strip()
+        if _is_path_line(text):
+            raise SplitTextError(
+                count_line, f"count line says {count} faces but {len(faces)} face lines follow"
+            )
+        faces.append(_parse_face_line(text, index + 1))
+        index += 1
+    return faces, index
+
+
+def parse_split_text(text: str) -> list[ImageRecord]:
+    """Parse the content of a split file into image records, in file order.
+
+    Raises:
+        SplitTextError: on a missing count, a non-integer field, a wrong number of fields, or a
+            count line that disagrees with the face lines after it (too few or too many).
+    """
+    lines = text.splitlines()
+    records: list[ImageRecord] = []
+    index = 0
+    while index < len(lines):
+        path = lines[index].strip()
+        if not path:
+            index += 1
+            continue
+        if not _is_path_line(path):
+            problem = f"expected an image path line, got {path!r}"
+            if records:
+                problem += f" (the count line at {records[-1].line + 1} disagrees with the faces)"
+            raise SplitTextError(index + 1, problem)
+        if index + 1 >= len(lines):
+            raise SplitTextError(index + 1, f"file ends before the face count of {path}")
+        count = _parse_count(lines[index + 1].strip(), index + 2)
+        faces, next_index = _read_faces(lines, index + 2, count, index + 2)
+        following = lines[next_index].strip() if next_index < len(lines) else ""
+        if count == 0 and following and not _is_path_line(following):
+            if _parse_face_line(following, next_index + 1) != _ZERO_LINE:
+                raise SplitTextError(next_index + 1, "count is 0 but a non-zero face line follows")
+            next_index += 1
+        records.append(ImageRecord(path=path, faces=faces, line=index + 1))
+        index = next_index
+    return records
+
+
+def read_split_text(path: str | Path) -> list[ImageRecord]:
+    """Read a split file; errors become :class:`~featherface.errors.AnnotationError`."""
+    from featherface.errors import AnnotationError
+
+    path = Path(path)
+    try:
+        return parse_split_text(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise AnnotationError(path, "file not found") from None
+    except UnicodeDecodeError as error:
+        raise AnnotationError(path, f"not UTF-8 text ({error.reason})") from None
+    except SplitTextError as error:
+        raise AnnotationError(path, error.problem, error.line) from None
+
+
+def format_split_text(records: list[ImageRecord]) -> str:
+    """Write records in the official layout (trailing space on face lines, zero line if empty)."""
+    out: list[str] = []
+    for record in records:
+        out.append(record.path)
+        out.append(str(len(record.faces)))
+        rows = record.faces if record.faces else [_ZERO_LINE]
+        out.extend("".join(f"{value} " for value in row) for row in rows)
+    return "\n".join(out) + "\n" if out else ""

@@ -1,0 +1,123 @@
+"""MLflow conventions, in one place.
+
+- Tracking URI: ``$MLFLOW_TRACKING_URI`` when set, else ``sqlite:///<repo root>/mlruns/mlflow.db``
+  with artifacts under ``<repo root>/mlruns/artifacts``. The repo root is ``$DVC_ROOT`` when DVC
+  runs the stage (so queued experiments, which run in temporary copies, log to the same store),
+  else the nearest folder above the working directory holding ``dvc.yaml`` or ``.git``.
+- One run per stage execution, tagged ``featherface.stage``, ``featherface.git_commit``,
+  ``featherface.dvc_experiment`` and ``featherface.params_hash`` (SHA-256 of the stage's
+  parameters, 12 hex digits).
+- Logging is explicit: nothing here runs at import time, and ``mlflow`` is imported lazily.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+TAG_PREFIX = "featherface."
+
+
+def repo_root(start: Path | None = None) -> Path:
+    """``$DVC_ROOT``, else the nearest folder above ``start`` with ``dvc.yaml`` or ``.git``."""
+    if os.environ.get("DVC_ROOT"):
+        return Path(os.environ["DVC_ROOT"]).resolve()
+    start = (start or Path.cwd()).resolve()
+    for folder in (start, *start.parents):
+        if (folder / "dvc.yaml").exists() or (folder / ".git").exists():
+            return folder
+    return start
+
+
+def tracking_uri(root: Path | None = None) -> str:
+    """The MLflow tracking URI under the conventions above."""
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    store = (root or repo_root()) / "mlruns"
+    return f"sqlite:///{store / 'mlflow.db'}"
+
+
+def artifact_root(root: Path | None = None) -> Path:
+    """Folder for artifacts of experiments created by this package."""
+    return (root or repo_root()) / "mlruns" / "artifacts"
+
+
+def params_hash(params: Mapping[str, Any]) -> str:
+    """First 12 hex digits of the SHA-256 of the parameters as canonical JSON."""
+    blob = json.dumps(params, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def git_commit(root: Path) -> str:
+    """The commit checked out at ``root`` (``DVC_EXP_BASELINE_REV`` under DVC), or ``unknown``."""
+    if os.environ.get("DVC_EXP_BASELINE_REV"):
+        return os.environ["DVC_EXP_BASELINE_REV"]
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return result.stdout.strip()
+
+
+def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``, the form MLflow params take."""
+    flat: dict[str, Any] = {}
+    for key, value in mapping.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, name))
+        else:
+            flat[name] = value
+    return flat
+
+
+def stage_tags(stage: str, params: Mapping[str, Any], root: Path) -> dict[str, str]:
+    """The tags every stage run carries."""
+    return {
+        f"{TAG_PREFIX}stage": stage,
+        f"{TAG_PREFIX}git_commit": git_commit(root),
+        f"{TAG_PREFIX}dvc_experiment": os.environ.get("DVC_EXP_NAME", "workspace"),
+        f"{TAG_PREFIX}params_hash": params_hash(params),
+    }
+
+
+def _experiment_id(mlflow: Any, name: str, root: Path) -> str:
+    experiment = mlflow.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    location = artifact_root(root) / name
+    location.mkdir(parents=True, exist_ok=True)
+    return mlflow.create_experiment(name, artifact_location=location.as_uri())
+
+
+@contextmanager
+def stage_run(
+    stage: str, params: Mapping[str, Any], experiment: str = "featherface", enabled: bool = True
+) -> Iterator[Any]:
+    """Open one MLflow run for a stage execution; yields the ``mlflow`` module (or ``None``).
+
+    The stage's parameters are logged flattened (``data.synthetic.seed``) and the run is tagged
+    as described in the module docstring. With ``enabled=False`` nothing is logged.
+    """
+    if not enabled:
+        yield None
+        return
+    import mlflow
+
+    root = repo_root()
+    if not os.environ.get("MLFLOW_TRACKING_URI"):
+        (root / "mlruns").mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(tracking_uri(root))
+    experiment_id = _experiment_id(mlflow, experiment, root)
+    tags = stage_tags(stage, params, root)
+    with mlflow.start_run(experiment_id=experiment_id, run_name=stage, tags=tags):
+        mlflow.log_params(flatten(params))
+        yield mlflow
