@@ -33,7 +33,7 @@ def dataset_statistics(images: pd.DataFrame, faces: pd.DataFrame) -> dict[str, A
         if len(split_faces):
             heights = split_faces["h"].to_numpy(float)
             for label, q in (("p10", 0.1), ("median", 0.5), ("p90", 0.9)):
-                entry[f"face_height_{label}"] = float(np.quantile(heights, q))
+                entry[f"face_height_{label}"] = round(float(np.quantile(heights, q)), 1)
         statistics[split] = entry
     return statistics
 
@@ -48,8 +48,9 @@ def plot_face_heights(images: pd.DataFrame, faces: pd.DataFrame, path: Path) -> 
     split_of = images.set_index("image_id")["split"]
     face_split = faces["image_id"].map(split_of)
     heights = faces["h"].clip(lower=1).to_numpy(float)
-    upper = max(float(heights.max()) if len(heights) else 2.0, 2.0)
-    bins = np.geomspace(1, upper * 1.05, 40)
+    lower = float(heights.min()) if len(heights) else 1.0
+    upper = max(float(heights.max()) if len(heights) else 2.0, lower * 2)
+    bins = np.geomspace(lower * 0.95, upper * 1.05, 40)
     figure, axes = plt.subplots(1, 2, figsize=(11, 4), sharex=True)
     for split in SPLITS:
         axes[0].hist(heights[face_split == split], bins=bins, histtype="step", label=split)

@@ -1,0 +1,65 @@
+"""params.yaml: typed sections, unknown keys and wrong types rejected, every key commented."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from featherface.errors import ParamsError
+from featherface.params import Params, load_params
+from tests.conftest import REPO_ROOT
+
+
+def test_repository_params_load() -> None:
+    params = load_params(REPO_ROOT / "params.yaml")
+    assert isinstance(params, Params)
+    assert params.data.source == "synthetic"
+    assert params.data.synthetic.num_val > 0
+
+
+def test_every_key_has_a_comment() -> None:
+    for number, line in enumerate((REPO_ROOT / "params.yaml").read_text().splitlines(), start=1):
+        if ":" in line and not line.lstrip().startswith("#"):
+            key, _, rest = line.partition(":")
+            if rest.strip():  # a leaf key (section headers end with the colon)
+                assert "#" in rest, f"params.yaml:{number}: key {key.strip()!r} has no comment"
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("data:\n  sorce: synthetic\n", "unknown key(s) ['data.sorce']"),
+        ("data:\n  synthetic:\n    sed: 1\n", "unknown key(s) ['data.synthetic.sed']"),
+        ("colour: red\n", "unknown key(s) ['colour']"),
+        ("data:\n  source: imagenet\n", "data.source must be one of"),
+        ("data:\n  synthetic:\n    num_train: many\n", "data.synthetic.num_train must be int"),
+        ("data:\n  synthetic:\n    num_train: true\n", "data.synthetic.num_train must be int"),
+        ("data:\n  synthetic:\n    min_faces: 5\n    max_faces: 2\n", "need 1 <= min_faces <= max_faces"),
+        ("data: [1, 2]\n", "data must be a mapping"),
+        ("data:\n  source: [\n", "not valid YAML"),
+    ],
+)
+def test_bad_params_are_rejected_with_the_file_name(tmp_path: Path, text: str, fragment: str) -> None:
+    path = _write(tmp_path, text)
+    with pytest.raises(ParamsError) as caught:
+        load_params(path)
+    assert str(caught.value).startswith(str(path))
+    assert fragment in str(caught.value)
+
+
+def test_ints_are_accepted_for_floats_and_defaults_fill_gaps(tmp_path: Path) -> None:
+    params = load_params(_write(tmp_path, "data:\n  box_tolerance_px: 3\n"))
+    assert params.data.box_tolerance_px == 3.0
+    assert params.tracking.enabled is True
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ParamsError, match="file not found"):
+        load_params(tmp_path / "nope.yaml")
