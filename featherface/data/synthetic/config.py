@@ -12,12 +12,14 @@ class SyntheticConfig:
     """Everything that decides the synthetic images; equal configs give byte-identical files.
 
     Image sides are drawn uniformly (integers) in ``[min_image_size, max_image_size]``, width and
-    height independently. Each image holds ``min_faces..max_faces`` faces whose box heights are
-    log-uniform in ``[min_face_height, max_face_height]`` px (clipped so a face fits its image) and
-    up to ``distractors_max`` face-like skin ellipses without features (hard negatives).
-    ``glasses_prob``, ``occlusion_prob`` and ``blur_prob`` are per-face probabilities of glasses,
-    an occluder and a face blur; in-plane rotations lie in ``[-rotation_max_deg,
-    rotation_max_deg]``. ``workers`` is the number of processes and never changes the output.
+    height independently. Each image plans ``min_faces..max_faces`` faces whose box heights are
+    log-uniform in ``[min_face_height, max_face_height]`` px (at most 0.8 of the shorter side);
+    a face that finds no free spot shrinks and is dropped below ``min_face_height``, so a crowded
+    image may hold fewer. Up to ``distractors_max`` face-like skin ellipses without features are
+    hard negatives. ``glasses_prob``, ``occlusion_prob`` and ``blur_prob`` are per-face
+    probabilities of glasses, an occluder and a face blur (a whole-image blur has probability
+    ``blur_prob / 2``); in-plane rotations lie in ``[-rotation_max_deg, rotation_max_deg]``.
+    ``workers`` is the number of processes and never changes the output.
     """
 
     seed: int = 0
@@ -44,6 +46,7 @@ class SyntheticConfig:
             expected = int if field.type == "int" else (int, float)
             if isinstance(value, bool) or not isinstance(value, expected):
                 raise ParamsError(f"synthetic.{field.name} must be {field.type}, got {value!r}")
+        _check(self.seed >= 0, "seed must be >= 0")
         _check(self.num_train >= 0 and self.num_val >= 0, "num_train and num_val must be >= 0")
         _check(16 <= self.min_image_size <= self.max_image_size,
                "need 16 <= min_image_size <= max_image_size")

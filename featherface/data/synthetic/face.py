@@ -6,18 +6,19 @@ inscribed in that unit square, so the upright face's WIDER-style box is the unit
 coordinates are continuous, pixel ``i`` covering ``[i, i + 1)`` (the convention of Pillow's resize
 and affine transforms): a landmark at ``(x, y)`` lies in pixel ``(floor(x), floor(y))``.
 
-Rendering. The upright face is drawn at ``R`` px head height (:func:`render_height`; an 8 px
-face is drawn at 64 px, so it still shows eyes, mouth and hair). A drawing more than 1.3 times
-the final size is first resized with an antialiasing filter (scale and horizontal squash); then
-an affine transform rotates (and, for a near-final-size drawing, scales) it; the patch is
-optionally blurred and cropped to its visible pixels. Landmarks and the head outline go through
-the same maps, so they are exact up to rasterisation:
-``p = Rot(theta) @ diag(s_x, s_y) @ p_hires + t`` with ``Rot(theta) = [[cos, sin], [-sin, cos]]``
-(positive ``theta`` turns the face counter-clockwise on screen).
+Rendering. Every shape is mapped by the face's affine ``p = L @ (u, v) + t`` straight into the
+patch (ellipses become polygons), with ``L = Rot(theta) @ diag(f * aspect * squash, f)``,
+``Rot(theta) = [[cos, sin], [-sin, cos]]`` (positive ``theta`` turns the face counter-clockwise
+on screen) and ``f`` px per head height; the patch is drawn ``k`` times larger
+(:func:`supersampling`, so an 8 px face is drawn 64 px high and still shows eyes, mouth and
+hair) and box-reduced by ``k``. Landmarks and the head outline go through the same ``L, t``, so
+they are exact up to rasterisation. The shoulders fade out, then the patch is optionally blurred
+and cropped to its visible pixels.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -53,7 +54,7 @@ class FaceStyle:
 
     ``yaw`` in ``[-1, 1]`` shifts eyes, nose and mouth by ``YAW_SHIFT * yaw`` towards image-right
     (nose tip 1.6 times as far) and narrows the eye on that side, imitating a turned head.
-    ``light`` is the direction (radians, image axes) the light comes from.
+    ``light`` is the direction (radians, head-box axes) the light comes from.
     """
 
     aspect: float
@@ -98,11 +99,13 @@ class FacePatch:
 
 def random_color(rng: np.random.Generator, palette: tuple[Color, ...], jitter: float) -> Color:
     """A palette colour blended with its neighbour and jittered by ``±jitter`` per channel."""
-    position = rng.uniform(0, len(palette) - 1)
+    position, *noise = rng.random(4).tolist()
+    position *= len(palette) - 1
     low = int(position)
     high = min(low + 1, len(palette) - 1)
-    mix = (1 - (position - low)) * np.array(palette[low]) + (position - low) * np.array(palette[high])
-    return _clip_color(mix + rng.uniform(-jitter, jitter, 3))
+    mix = position - low
+    return _clip_color([(1 - mix) * a + mix * b + jitter * (2 * n - 1)
+                        for a, b, n in zip(palette[low], palette[high], noise, strict=True)])
 
 
 def sample_style(rng: np.random.Generator, glasses_prob: float) -> FaceStyle:
@@ -148,62 +151,69 @@ def landmarks_unit(style: FaceStyle) -> np.ndarray:
     ])
 
 
-def render_height(height: float) -> int:
-    """Head height ``R`` of the upright drawing for a face of final height ``height`` px.
-
-    ``R = max(64, min(2 h, max(128, 1.25 h)))``: at least 64 px, twice the final size up to
-    64 px, then falling to 1.25 times from 102 px on (the cost grows with ``R^2``).
-    """
-    return int(round(max(64.0, min(2.0 * height, max(128.0, 1.25 * height)))))
+def supersampling(height: float) -> int:
+    """Drawing scale ``k = clip(ceil(64 / h), 2, 8)`` for a face ``h`` px high."""
+    return int(min(8, max(2, math.ceil(64.0 / height))))
 
 
 class _Pen:
-    """Draws in head-box units on the hi-res canvas: ``x = x0 + u * bw``, ``y = y0 + v * bh``."""
+    """Draws head-box shapes straight into canvas pixels: ``p = matrix @ (u, v) + shift``.
 
-    def __init__(self, image: Image.Image, origin: tuple[float, float], bw: float, bh: float):
+    ``unit`` is canvas pixels per head height (for line widths). Pillow puts polygon vertices on
+    pixel centres, hence the half-pixel shift; an ellipse becomes a polygon of about one vertex
+    per 3 px of its perimeter (12 to 100 vertices).
+    """
+
+    def __init__(self, image: Image.Image, matrix: np.ndarray, shift: np.ndarray,
+                 unit: float) -> None:
         self.draw = ImageDraw.Draw(image)
-        self.origin = origin
-        self.bw = bw
-        self.bh = bh
+        self.matrix = matrix
+        self.shift = shift - 0.5
+        self.unit = unit
 
-    def point(self, u: float, v: float) -> tuple[float, float]:
-        return self.origin[0] + u * self.bw, self.origin[1] + v * self.bh
+    def _map(self, points: np.ndarray) -> list[tuple[float, float]]:
+        mapped = points @ self.matrix.T + self.shift
+        return list(zip(mapped[:, 0].tolist(), mapped[:, 1].tolist(), strict=True))
 
     def width(self, width_v: float) -> int:
-        return max(1, int(round(width_v * self.bh)))
+        return max(1, round(width_v * self.unit))
 
     def ellipse(self, u: float, v: float, ru: float, rv: float, fill: Color | None,
                 outline: Color | None = None, width_v: float = 0.0) -> None:
-        """An ellipse centred on ``(u, v)``; Pillow fills pixels ``x0..x1`` of its bounding box."""
-        x, y = self.point(u, v)
-        rx, ry = max(ru * self.bw, 0.5), max(rv * self.bh, 0.5)
-        x0, y0 = x - rx, y - ry
-        bounds = (x0, y0, x0 + max(2 * rx - 1, 0.0), y0 + max(2 * ry - 1, 0.0))
-        self.draw.ellipse(bounds, fill=fill, outline=outline,
-                          width=self.width(width_v) if outline else 0)
+        circle = _unit_circle(int(min(100, max(12, 2.1 * self.unit * max(ru, rv)))))
+        points = self._map(circle * (ru, rv) + (u, v))
+        if fill is not None:
+            self.draw.polygon(points, fill=fill)
+        if outline is not None:
+            self.draw.line(points + points[:1], fill=outline, width=self.width(width_v),
+                           joint="curve")
 
-    def circle(self, u: float, v: float, radius_v: float, fill: Color) -> None:
-        self.ellipse(u, v, radius_v * self.bh / self.bw, radius_v, fill)
+    def circle(self, u: float, v: float, radius_v: float, fill: Color, aspect: float) -> None:
+        """A circle of ``radius_v`` head heights on the upright face (``aspect`` = box w / h)."""
+        self.ellipse(u, v, radius_v / aspect, radius_v, fill)
 
     def polygon(self, points: list[tuple[float, float]], fill: Color) -> None:
-        """A polygon; Pillow puts vertices on pixel centres, hence the half-pixel shift."""
-        self.draw.polygon([_half_shift(self.point(u, v)) for u, v in points], fill=fill)
+        self.draw.polygon(self._map(np.array(points)), fill=fill)
 
     def line(self, points: list[tuple[float, float]], width_v: float, fill: Color) -> None:
-        pixels = [_half_shift(self.point(u, v)) for u, v in points]
-        self.draw.line(pixels, fill=fill, width=self.width(width_v), joint="curve")
+        self.draw.line(self._map(np.array(points)), fill=fill, width=self.width(width_v),
+                       joint="curve")
 
 
-def _half_shift(point: tuple[float, float]) -> tuple[float, float]:
-    return point[0] - 0.5, point[1] - 0.5
+@functools.cache
+def _unit_circle(count: int) -> np.ndarray:
+    """float64 ``[count, 2]`` points ``(cos, sin)`` of ``count`` equal angle steps."""
+    angles = np.linspace(0, 2 * np.pi, count, endpoint=False)
+    return np.stack([np.cos(angles), np.sin(angles)], axis=1)
 
 
-def _clip_color(values: np.ndarray | tuple[float, ...]) -> Color:
-    r, g, b = (min(255, max(0, int(round(float(c))))) for c in values)
+def _clip_color(values: np.ndarray | tuple[float, ...] | list[float]) -> Color:
+    r, g, b = (min(255, max(0, round(float(c)))) for c in values)
     return r, g, b
 
 
-def _shade(color: Color, gain: float) -> Color:
+def shade(color: Color, gain: float) -> Color:
+    """``color`` times ``gain``, rounded and clipped to 0..255."""
     return _clip_color(tuple(c * gain for c in color))
 
 
@@ -215,26 +225,26 @@ def _draw_body(pen: _Pen, style: FaceStyle) -> None:
         pen.polygon([(-0.08, 0.35), (1.08, 0.35), (1.12, 1.3), (-0.12, 1.3)], style.hair)
     elif style.hair_style in ("short", "fringe"):
         pen.ellipse(0.5, 0.2, 0.53, 0.42, style.hair)
-    neck = _shade(style.skin, 0.8)
+    neck = shade(style.skin, 0.8)
     pen.polygon([(0.33, 0.75), (0.67, 0.75), (0.7, 1.35), (0.3, 1.35)], neck)
     pen.ellipse(0.5, 1.33, 0.2, 0.07, neck)
-    ear = _shade(style.skin, 0.92)
+    ear = shade(style.skin, 0.92)
     for side in (0.065, 0.935):
         pen.ellipse(side, 0.48, 0.065, 0.1, ear)
-        pen.ellipse(side, 0.48, 0.03, 0.055, _shade(style.skin, 0.75))
+        pen.ellipse(side, 0.48, 0.03, 0.055, shade(style.skin, 0.75))
 
 
 def _draw_head(pen: _Pen, style: FaceStyle) -> None:
-    """Face oval shaded by a light from angle ``style.light``, beard, hair or hat in front."""
+    """Face oval shaded by a light from ``style.light`` (head-box axes), beard, hair or hat."""
     towards = np.array([math.cos(style.light), math.sin(style.light)])
     for step, gain in ((0, 0.84), (1, 0.93), (2, 1.0)):
         u, v = (0.5, 0.45) + 0.025 * step * towards
-        pen.ellipse(u, v, 0.41 - 0.035 * step, 0.55 - 0.03 * step, _shade(style.skin, gain))
+        pen.ellipse(u, v, 0.41 - 0.035 * step, 0.55 - 0.03 * step, shade(style.skin, gain))
     if style.beard:
         top = math.asin((0.66 - 0.45) / 0.55)
         angles = np.linspace(top, math.pi - top, 24)
         jaw = [(0.5 + 0.41 * math.cos(a), 0.45 + 0.55 * math.sin(a)) for a in angles]
-        pen.polygon(jaw, _shade(style.hair, 0.9))
+        pen.polygon(jaw, shade(style.hair, 0.9))
     edge = style.hairline
     if style.hair_style in ("short", "long"):
         pen.ellipse(0.5, edge - 0.2, 0.46, 0.22, style.hair)
@@ -242,12 +252,12 @@ def _draw_head(pen: _Pen, style: FaceStyle) -> None:
             pen.ellipse(side, 0.18, 0.05, 0.17, style.hair)
     elif style.hair_style == "fringe":
         teeth = [(0.1 + 0.8 * i / 8, edge + (0.12 if i % 2 else 0.06)) for i in range(9)]
-        pen.polygon([(0.06, 0.3), (0.06, -0.1), (0.5, -0.3), (0.94, -0.1), (0.94, 0.3)]
-                    + teeth[::-1], style.hair)
+        pen.polygon([(0.06, 0.3), (0.06, -0.1), (0.5, -0.3), (0.94, -0.1), (0.94, 0.3),
+                     *teeth[::-1]], style.hair)
     elif style.hair_style == "hat":
         pen.polygon([(0.1, edge + 0.02), (0.16, -0.4), (0.84, -0.4), (0.9, edge + 0.02)],
                     style.clothes)
-        pen.ellipse(0.5, edge + 0.02, 0.62, 0.07, _shade(style.clothes, 0.7))
+        pen.ellipse(0.5, edge + 0.02, 0.62, 0.07, shade(style.clothes, 0.7))
     if style.hair_style == "long":
         for u in (0.1, 0.9):
             pen.polygon([(u - 0.06, 0.1), (u + 0.05, 0.1), (u + 0.03, 0.85), (u - 0.1, 0.9)],
@@ -262,27 +272,27 @@ def _draw_eyes(pen: _Pen, style: FaceStyle) -> None:
         width = 0.075 * (1 - 0.4 * max(0.0, sign * style.yaw))
         height = 0.032 * style.eye_open
         pen.ellipse(u, v, width, height, (238, 236, 228))
-        pen.circle(u, v, min(0.032, height * 1.05), style.iris)
-        pen.circle(u, v, min(0.015, height * 0.5), (12, 10, 10))
-        pen.circle(u + 0.008, v - 0.008, 0.006, (250, 250, 250))
+        pen.circle(u, v, min(0.032, height * 1.05), style.iris, style.aspect)
+        pen.circle(u, v, min(0.015, height * 0.5), (12, 10, 10), style.aspect)
+        pen.circle(u + 0.014, v - 0.012, 0.006, (250, 250, 250), style.aspect)
         lid = [(u - width, v + 0.004), (u, v - height - 0.004), (u + width, v + 0.004)]
-        pen.line(lid, 0.01, _shade(style.skin, 0.35))
+        pen.line(lid, 0.01, shade(style.skin, 0.35))
         brow_v = v - 0.085 - brow_lift
         brow = [(u - 1.2 * width, brow_v + 0.015), (u, brow_v - 0.01),
                 (u + 1.2 * width, brow_v + 0.01)]
-        pen.line(brow, 0.022, _shade(style.hair, 0.7))
+        pen.line(brow, 0.022, shade(style.hair, 0.7))
 
 
 def _draw_nose_mouth(pen: _Pen, style: FaceStyle) -> None:
     """Nose (bridge shadow, wings, nostrils) and mouth (closed, smiling or open)."""
     nose_u, nose_v = landmarks_unit(style)[2]
     (left_u, corner_v), (right_u, _) = landmarks_unit(style)[3:]
-    shadow = _shade(style.skin, 0.78)
+    shadow = shade(style.skin, 0.78)
     pen.line([(nose_u - 0.03, style.eye_v + 0.04), (nose_u - 0.045, nose_v - 0.02)], 0.012, shadow)
-    pen.ellipse(nose_u, nose_v - 0.005, 0.06, 0.04, _shade(style.skin, 0.88))
-    pen.ellipse(nose_u, nose_v - 0.012, 0.025, 0.02, _shade(style.skin, 1.06))
+    pen.ellipse(nose_u, nose_v - 0.005, 0.06, 0.04, shade(style.skin, 0.88))
+    pen.ellipse(nose_u, nose_v - 0.012, 0.025, 0.02, shade(style.skin, 1.06))
     for side in (-1, 1):
-        pen.ellipse(nose_u + side * 0.028, nose_v + 0.015, 0.014, 0.008, _shade(style.skin, 0.4))
+        pen.ellipse(nose_u + side * 0.028, nose_v + 0.015, 0.014, 0.008, shade(style.skin, 0.4))
     lips = _clip_color(np.array(style.skin) * (0.78, 0.5, 0.52) + (40, 10, 10))
     mid = 0.5 * (left_u + right_u)
     if style.mouth == "open":
@@ -299,13 +309,13 @@ def _draw_nose_mouth(pen: _Pen, style: FaceStyle) -> None:
              (mid - 0.05, corner_v + 0.03 + dip), (left_u, corner_v)]
     pen.polygon(upper + lower, lips)
     pen.line([(left_u, corner_v), (mid, corner_v + 0.006 + dip), (right_u, corner_v)], 0.01,
-             _shade(lips, 0.45))
+             shade(lips, 0.45))
 
 
 def _draw_glasses(pen: _Pen, style: FaceStyle) -> None:
     """Frames around both eyes, a bridge and temples to the ears; dark lenses for sunglasses."""
     left, right = landmarks_unit(style)[:2]
-    frame = (25, 22, 20) if style.glasses == "sun" else _shade(style.clothes, 0.5)
+    frame = (25, 22, 20) if style.glasses == "sun" else shade(style.clothes, 0.5)
     lens = (22, 24, 30) if style.glasses == "sun" else None
     for u, v in (left, right):
         pen.ellipse(u, v, 0.11, 0.065, lens, outline=frame, width_v=0.014)
@@ -315,38 +325,54 @@ def _draw_glasses(pen: _Pen, style: FaceStyle) -> None:
     pen.line([(right[0] + 0.11, bridge_v), (0.95, bridge_v + 0.02)], 0.014, frame)
 
 
-def draw_upright(style: FaceStyle, head_height: int) -> tuple[Image.Image, tuple[float, float]]:
-    """Draw the upright face on an RGBA canvas with a head box ``aspect * R`` wide, ``R`` high.
+def render_face(style: FaceStyle, height: float, rotation_deg: float, squash: float,
+                blur_sigma: float) -> FacePatch:
+    """Render ``style`` so that its transformed head box is ``height`` px high.
 
-    Returns the canvas and the pixel position ``(x0, y0)`` of the head box's top-left corner;
-    head-box point ``(u, v)`` is at ``(x0 + u * aspect * R, y0 + v * R)``.
+    ``squash`` (<= 1) scales the face's width before the rotation by ``rotation_deg``; the scale
+    ``f = height / (2 * half_height)`` with ``half_height`` from :func:`head_half_extents`.
+    ``blur_sigma`` (px, 0 = none) blurs the whole patch.
     """
-    width = style.aspect * head_height
-    origin = (-CANVAS_U[0] * width, -CANVAS_V[0] * head_height)
-    size = (math.ceil((CANVAS_U[1] - CANVAS_U[0]) * width),
-            math.ceil((CANVAS_V[1] - CANVAS_V[0]) * head_height))
-    canvas = Image.new("RGBA", size, (0, 0, 0, 0))
-    pen = _Pen(canvas, origin, width, float(head_height))
-    _draw_body(pen, style)
-    _draw_head(pen, style)
-    _draw_eyes(pen, style)
-    _draw_nose_mouth(pen, style)
+    theta = math.radians(rotation_deg)
+    scale = 0.5 * height / head_half_extents(style.aspect, squash, theta)[1]
+    cos, sin = math.cos(theta), math.sin(theta)
+    linear = np.array([[cos, sin], [-sin, cos]]) @ np.diag([scale * style.aspect * squash, scale])
+    corners = np.array([(u, v) for u in CANVAS_U for v in CANVAS_V]) @ linear.T
+    shift = 1.0 - corners.min(axis=0)
+    size = np.ceil(corners.max(axis=0) + shift + 1.0).astype(int)
+    k = supersampling(height)
+    canvas = Image.new("RGBa", (int(size[0]) * k, int(size[1]) * k), (0, 0, 0, 0))
+    pen = _Pen(canvas, k * linear, k * shift, k * scale)
+    for part in (_draw_body, _draw_head, _draw_eyes, _draw_nose_mouth):
+        part(pen, style)
     if style.glasses:
         _draw_glasses(pen, style)
-    _fade_bottom(canvas, origin[1] + FADE_V[0] * head_height, origin[1] + FADE_V[1] * head_height)
-    return canvas, origin
+    image = canvas.reduce(k).convert("RGBA")
+    _fade_shoulders(image, np.linalg.inv(linear)[1], shift)
+    if blur_sigma > 0:
+        image, pad = _blur(image.convert("RGBa"), blur_sigma)
+        image = image.convert("RGBA")
+        shift = shift + pad
+    bounds = image.getbbox(alpha_only=True) or (0, 0, 1, 1)
+    offset = shift - bounds[:2]
+    outline = OUTLINE @ linear.T + offset
+    return FacePatch(image=image.crop(bounds), landmarks=landmarks_unit(style) @ linear.T + offset,
+                     head=np.concatenate([outline.min(axis=0), outline.max(axis=0)]))
 
 
-def _fade_bottom(canvas: Image.Image, start: float, stop: float) -> None:
-    """Multiply the alpha of rows below ``start`` by a ramp reaching 0 at ``stop`` (pixels).
-
-    The neck and shoulders then fade out instead of ending at a straight canvas edge.
-    """
-    rows = np.arange(canvas.height, dtype=np.float32) + 0.5
-    ramp = np.clip((stop - rows) / (stop - start), 0.0, 1.0)
-    column = Image.fromarray((ramp * 255).round().astype(np.uint8)[:, None])
-    alpha = ImageChops.multiply(canvas.getchannel("A"), column.resize(canvas.size))
-    canvas.putalpha(alpha)
+def _fade_shoulders(image: Image.Image, v_row: np.ndarray, shift: np.ndarray) -> None:
+    """Multiply the alpha by ``clip((FADE_V[1] - v) / (FADE_V[1] - FADE_V[0]), 0, 1)`` in place,
+    ``v = v_row @ (p - shift)`` the head-box ``v`` of pixel centre ``p``, so neck and shoulders
+    fade out instead of ending at the canvas edge. The ramp is computed on a grid 4 times
+    coarser and upsampled bilinearly (exact where it is linear)."""
+    small = (image.width // 4 + 2, image.height // 4 + 2)
+    xs = (np.arange(small[0], dtype=np.float32) + 0.5) * (image.width / small[0]) - shift[0]
+    ys = (np.arange(small[1], dtype=np.float32) + 0.5) * (image.height / small[1]) - shift[1]
+    v = v_row[0] * xs[None, :] + v_row[1] * ys[:, None]
+    ramp = np.clip((FADE_V[1] - v) / (FADE_V[1] - FADE_V[0]), 0.0, 1.0)
+    mask = Image.fromarray((ramp * 255).round().astype(np.uint8))
+    mask = mask.resize(image.size, Image.Resampling.BILINEAR)
+    image.putalpha(ImageChops.multiply(image.getchannel("A"), mask))
 
 
 def head_half_extents(aspect: float, squash: float, theta: float) -> tuple[float, float]:
@@ -362,73 +388,20 @@ def head_half_extents(aspect: float, squash: float, theta: float) -> tuple[float
     return math.hypot(a * cos, b * sin), math.hypot(a * sin, b * cos)
 
 
-def render_face(style: FaceStyle, height: float, rotation_deg: float, squash: float,
-                blur_sigma: float) -> FacePatch:
-    """Render ``style`` so that its transformed head box is ``height`` px high.
+def _blur(image: Image.Image, sigma: float) -> tuple[Image.Image, int]:
+    """Gaussian blur of ``sigma`` px on a canvas grown by ``pad = ceil(3 sigma) + 1`` px a side
+    (to a multiple of ``m = max(1, int(sigma / BLUR_STEP))``); returns it and ``pad``.
 
-    ``squash`` (<= 1) scales the face's width before the rotation by ``rotation_deg``. The scale
-    ``f`` solves ``2 f sqrt((a s sin t)^2 + (b cos t)^2) = height`` for the head ellipse with
-    semi-axes ``a = aspect R / 2``, ``b = R / 2``. A drawing at most 1.3 times the final size is
-    warped in one affine step; a larger one is first resized with an antialiasing filter.
-    ``blur_sigma`` (px, 0 = none) blurs the whole patch.
+    For ``m > 1`` the blur of ``sigma / m`` runs on the canvas box-reduced by ``m`` and is
+    upsampled back, which keeps the pixel grid aligned (``x_small = x / m``) at a fraction of
+    the cost.
     """
-    head_height = render_height(height)
-    canvas, origin = draw_upright(style, head_height)
-    theta = math.radians(rotation_deg)
-    scale = 0.5 * height / (head_half_extents(style.aspect, squash, theta)[1] * head_height)
-    cos, sin = math.cos(theta), math.sin(theta)
-    rotation = np.array([[cos, sin], [-sin, cos]])
-    image = canvas.convert("RGBa")
-    if scale * 1.3 >= 1.0:
-        stretch = np.diag([scale * squash, scale])
-        image_matrix = rotation @ stretch
-    else:
-        size = (max(1, round(canvas.width * scale * squash)), max(1, round(canvas.height * scale)))
-        image = image.resize(size, Image.Resampling.BILINEAR)
-        stretch = np.diag([size[0] / canvas.width, size[1] / canvas.height])
-        image_matrix = rotation
-    factor = max(1, int(blur_sigma / BLUR_STEP))
-    warped, shift = _warp(image, image_matrix, math.ceil(3 * blur_sigma) + 1, factor)
-    if blur_sigma > 0:
-        warped = _blur(warped, blur_sigma, factor)
-    bounds = warped.getbbox(alpha_only=True) or (0, 0, 1, 1)
-    matrix = rotation @ stretch
-    offset = shift - bounds[:2]
-
-    def to_patch(unit: np.ndarray) -> np.ndarray:
-        hires = np.asarray(origin) + unit * (style.aspect * head_height, head_height)
-        return hires @ matrix.T + offset
-
-    outline = to_patch(OUTLINE)
-    return FacePatch(image=warped.crop(bounds).convert("RGBA"),
-                     landmarks=to_patch(landmarks_unit(style)),
-                     head=np.concatenate([outline.min(axis=0), outline.max(axis=0)]))
-
-
-def _warp(image: Image.Image, matrix: np.ndarray, pad: int,
-          multiple: int) -> tuple[Image.Image, np.ndarray]:
-    """Apply ``q -> matrix q + t`` to ``image`` on a canvas holding it plus ``pad`` px a side,
-    its sides rounded up to a multiple of ``multiple``.
-
-    Returns the warped image and ``t``; Pillow's affine transform takes the inverse map.
-    """
-    corners = np.array([[0, 0], [image.width, 0], [0, image.height], [image.width, image.height]])
-    moved = corners @ matrix.T
-    shift = pad - moved.min(axis=0)
-    size = np.ceil((moved.max(axis=0) + shift + pad) / multiple).astype(int) * multiple
-    inverse = np.linalg.inv(matrix)
-    offset = -inverse @ shift
-    data = (inverse[0, 0], inverse[0, 1], offset[0], inverse[1, 0], inverse[1, 1], offset[1])
-    warped = image.transform((int(size[0]), int(size[1])), Image.Transform.AFFINE, data,
-                             resample=Image.Resampling.BILINEAR)
-    return warped, shift
-
-
-def _blur(image: Image.Image, sigma: float, factor: int) -> Image.Image:
-    """Gaussian blur of ``sigma`` px; for ``factor > 1`` (sides divisible by it) the blur of
-    ``sigma / factor`` runs on the image box-reduced by ``factor`` and is upsampled back, which
-    keeps the pixel grid aligned (``x_small = x / factor``) at a fraction of the cost."""
+    pad = math.ceil(3 * sigma) + 1
+    factor = max(1, int(sigma / BLUR_STEP))
+    size = tuple(math.ceil((side + 2 * pad) / factor) * factor for side in image.size)
+    canvas = Image.new(image.mode, size, (0, 0, 0, 0))
+    canvas.paste(image, (pad, pad))
     if factor == 1:
-        return image.filter(ImageFilter.GaussianBlur(sigma))
-    small = image.reduce(factor).filter(ImageFilter.GaussianBlur(sigma / factor))
-    return small.resize(image.size, Image.Resampling.BILINEAR)
+        return canvas.filter(ImageFilter.GaussianBlur(sigma)), pad
+    small = canvas.reduce(factor).filter(ImageFilter.GaussianBlur(sigma / factor))
+    return small.resize(canvas.size, Image.Resampling.BILINEAR), pad

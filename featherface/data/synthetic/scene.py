@@ -2,9 +2,8 @@
 
 An image is composed back to front: a cluttered background (gradient, value-noise texture,
 random shapes, window grids, lines), face-like distractors, then faces and their occluders as
-premultiplied layers on a float canvas that records how much of every face later layers hide,
-then the camera (lighting field, global blur, sensor noise). Pixel coordinates are continuous,
-pixel ``i`` covering ``[i, i + 1)``.
+RGBA layers (see ``generator.Canvas``), then the camera (global blur, lighting, sensor noise).
+Pixel coordinates are continuous, pixel ``i`` covering ``[i, i + 1)``.
 """
 
 from __future__ import annotations
@@ -13,11 +12,11 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image, ImageChops, ImageDraw, ImageFilter
 
-from featherface.data.synthetic.face import SKIN_TONES, HAIR_COLORS, Color, random_color
+from featherface.data.synthetic.face import HAIR_COLORS, SKIN_TONES, Color, random_color, shade
 
-Box = tuple[int, int, int, int]
+Box = tuple[int, int, int, int]  # (x, y, w, h) in pixels
 MASK_COLORS: tuple[Color, ...] = ((228, 236, 240), (130, 175, 215), (38, 38, 44))
 
 
@@ -75,22 +74,21 @@ def draw_background(rng: np.random.Generator, event: Event, width: int,
     """A cluttered RGB background of ``width`` x ``height`` px for ``event``.
 
     A tilted two-colour gradient plus value noise, computed at a quarter of the size and
-    upsampled bicubically, then (with probability ``event.windows``) a window grid,
+    upsampled bilinearly, then (with probability ``event.windows``) a window grid,
     ``event.clutter`` shapes and 3 to 24 lines, all alpha-blended.
     """
     small = (max(8, width // 4), max(8, height // 4))
     pixels = _gradient(rng, event, *small) + _value_noise(rng, *small)
     image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
-    image = image.resize((width, height), Image.Resampling.BICUBIC)
+    image = image.resize((width, height), Image.Resampling.BILINEAR)
     draw = ImageDraw.Draw(image, "RGBA")
     if rng.random() < event.windows:
         _draw_windows(rng, draw, event.palette, width, height)
-    for _ in range(int(rng.integers(*event.clutter))):
-        _draw_shape(rng, draw, event.palette, width, height)
+    _draw_shapes(rng, draw, event.palette, int(rng.integers(*event.clutter)), (width, height))
     for _ in range(int(rng.integers(3, 25))):
         start = rng.uniform(0, (width, height))
         end = start + rng.normal(0, 0.3 * max(width, height), 2)
-        color = random_color(rng, event.palette, 40) + (int(rng.integers(120, 256)),)
+        color = (*random_color(rng, event.palette, 40), int(rng.integers(120, 256)))
         draw.line([tuple(start), tuple(end)], fill=color, width=int(rng.integers(1, 6)))
     return image
 
@@ -129,7 +127,7 @@ def _draw_windows(rng: np.random.Generator, draw: ImageDraw.ImageDraw,
     cols, rows = (int(n) for n in rng.integers(2, 9, 2))
     cell_w, cell_h = (x1 - x0) / cols, (y1 - y0) / rows
     gap = rng.uniform(0.1, 0.35)
-    color = random_color(rng, palette, 30) + (int(rng.integers(150, 256)),)
+    color = (*random_color(rng, palette, 30), int(rng.integers(150, 256)))
     for row in range(rows):
         for col in range(cols):
             left, upper = x0 + col * cell_w, y0 + row * cell_h
@@ -137,22 +135,25 @@ def _draw_windows(rng: np.random.Generator, draw: ImageDraw.ImageDraw,
                            fill=color)
 
 
-def _draw_shape(rng: np.random.Generator, draw: ImageDraw.ImageDraw,
-                palette: tuple[Color, ...], width: int, height: int) -> None:
-    """One rectangle, ellipse or 3-7 sided polygon, side log-uniform in 2-40% of the image."""
-    size = math.exp(rng.uniform(math.log(0.02), math.log(0.4))) * min(width, height)
-    cx, cy = rng.uniform(0, width), rng.uniform(0, height)
-    sx, sy = size * rng.uniform(0.3, 1.0, 2)
-    color = random_color(rng, palette, 40) + (int(rng.integers(140, 256)),)
-    kind = int(rng.integers(3))
-    if kind == 0:
-        draw.rectangle((cx - sx, cy - sy, cx + sx, cy + sy), fill=color)
-    elif kind == 1:
-        draw.ellipse((cx - sx, cy - sy, cx + sx, cy + sy), fill=color)
-    else:
-        angles = np.sort(rng.uniform(0, 2 * np.pi, int(rng.integers(3, 8))))
-        points = np.stack([cx + sx * np.cos(angles), cy + sy * np.sin(angles)], axis=1)
-        draw.polygon([tuple(p) for p in points], fill=color)
+def _draw_shapes(rng: np.random.Generator, draw: ImageDraw.ImageDraw,
+                 palette: tuple[Color, ...], count: int, size: tuple[int, int]) -> None:
+    """``count`` rectangles, ellipses or 3-7 sided polygons (kind uniform), half-sides
+    log-uniform in 2-40% of the shorter image side times U(0.3, 1) per axis, opacity 140-255."""
+    rows = rng.random((count, 6))
+    scale = np.exp(np.log(0.02) + rows[:, 0] * np.log(20.0)) * min(size)
+    for row, extent in zip(rows.tolist(), scale.tolist(), strict=True):
+        cx, cy = row[1] * size[0], row[2] * size[1]
+        sx, sy = extent * (0.3 + 0.7 * row[3]), extent * (0.3 + 0.7 * row[4])
+        color = (*random_color(rng, palette, 40), int(140 + 115 * row[5]))
+        kind = int(rng.integers(3))
+        if kind == 0:
+            draw.rectangle((cx - sx, cy - sy, cx + sx, cy + sy), fill=color)
+        elif kind == 1:
+            draw.ellipse((cx - sx, cy - sy, cx + sx, cy + sy), fill=color)
+        else:
+            angles = np.sort(rng.uniform(0, 2 * np.pi, int(rng.integers(3, 8))))
+            points = np.stack([cx + sx * np.cos(angles), cy + sy * np.sin(angles)], axis=1)
+            draw.polygon([tuple(p) for p in points.tolist()], fill=color)
 
 
 def ellipse_points(centre: np.ndarray, radii: tuple[float, float], angle: float,
@@ -181,67 +182,64 @@ def draw_distractors(rng: np.random.Generator, image: Image.Image, count: int,
         skin = random_color(rng, SKIN_TONES, 8)
         kind = int(rng.integers(3))
         if kind == 2:
-            neck = ellipse_points(centre + (0, 0.6 * height), (0.3 * radii[0], 0.6 * radii[1]), angle)
-            draw.polygon([tuple(p) for p in neck], fill=_scale(skin, 0.8))
-        draw.polygon([tuple(p) for p in ellipse_points(centre, radii, angle)], fill=skin)
+            below = centre + np.array([0.0, 0.6 * height])
+            neck = ellipse_points(below, (0.3 * radii[0], 0.6 * radii[1]), angle)
+            draw.polygon(_points(neck), fill=shade(skin, 0.8))
+        draw.polygon(_points(ellipse_points(centre, radii, angle)), fill=skin)
         shine = centre - (0.2 * radii[0], 0.25 * radii[1])
-        draw.polygon([tuple(p) for p in ellipse_points(shine, (0.4 * radii[0], 0.3 * radii[1]),
-                                                       angle)], fill=_scale(skin, 1.08) + (150,))
+        draw.polygon(_points(ellipse_points(shine, (0.4 * radii[0], 0.3 * radii[1]), angle)),
+                     fill=(*shade(skin, 1.08), 150))
         if kind == 1:
             cap = ellipse_points(centre - (0, 0.15 * height), (radii[0] * 1.05, radii[1] * 0.9),
                                  angle)
-            draw.polygon([tuple(p) for p in cap], fill=random_color(rng, HAIR_COLORS, 10))
+            draw.polygon(_points(cap), fill=random_color(rng, HAIR_COLORS, 10))
 
 
-def _scale(color: Color, gain: float) -> Color:
-    r, g, b = (int(min(255.0, c * gain)) for c in color)
-    return r, g, b
+def _points(polygon: np.ndarray) -> list[tuple[float, float]]:
+    """``[N, 2]`` array as the list of ``(x, y)`` tuples ImageDraw takes."""
+    return [(x, y) for x, y in polygon.tolist()]
 
 
-def rasterize(shapes: list[tuple[np.ndarray, Color]]) -> Layer:
-    """A layer holding ``shapes`` (polygons float ``[N, 2]`` in image pixels, drawn in order),
-    drawn at 2x and box-downsampled so edges are antialiased."""
-    points = np.concatenate([polygon for polygon, _ in shapes])
-    x0, y0 = np.floor(points.min(axis=0)).astype(int) - 1
-    x1, y1 = np.ceil(points.max(axis=0)).astype(int) + 1
-    canvas = Image.new("RGBA", (2 * (x1 - x0), 2 * (y1 - y0)), (0, 0, 0, 0))
-    draw = ImageDraw.Draw(canvas)
-    for polygon, color in shapes:
-        draw.polygon([tuple(2 * (p - (x0, y0)) - 0.5) for p in polygon], fill=color)
-    small = canvas.convert("RGBa").resize((x1 - x0, y1 - y0), Image.Resampling.BOX)
-    return Layer(image=small.convert("RGBA"), x=int(x0), y=int(y0))
+def rasterize(polygon: np.ndarray, color: Color) -> Layer:
+    """A layer holding ``polygon`` (float ``[N, 2]`` in image pixels) filled with ``color``,
+    aliased like the background's shapes."""
+    x0, y0 = (int(v) - 1 for v in np.floor(polygon.min(axis=0)))
+    x1, y1 = (int(v) + 1 for v in np.ceil(polygon.max(axis=0)))
+    canvas = Image.new("RGBA", (x1 - x0, y1 - y0), (0, 0, 0, 0))
+    ImageDraw.Draw(canvas).polygon(_points(polygon - (x0 + 0.5, y0 + 0.5)), fill=color)
+    return Layer(image=canvas, x=x0, y=y0)
 
 
 def make_occluder(rng: np.random.Generator, box: Box, landmarks: np.ndarray,
                   palette: tuple[Color, ...]) -> Layer:
     """An object in front of the face with box ``box`` = (x, y, w, h).
 
-    One of: a bar (pole, sign, arm) 0.15-0.7 face sizes thick crossing the face at a random
-    angle and offset; a blob (someone's head, a balloon) of radius 0.4-1.1 face sizes reaching
-    ``depth`` ~ U(0.1, 1.15) face sizes into the face; a mask over nose, mouth and chin placed
-    from the landmarks. The hidden fraction is measured afterwards by :class:`Canvas`.
+    One of: a bar (pole, sign, arm) 0.15-0.6 face sizes thick and 2 long crossing the face at a
+    random angle and offset; a blob (someone's head, a balloon) of radius 0.3-0.6 face sizes
+    reaching ``depth`` ~ U(0.1, 1.1) face sizes into the face; a mask over nose, mouth and chin
+    placed from the landmarks. The hidden fraction is measured afterwards by :class:`Canvas`.
     """
     size = float(max(box[2], box[3]))
     centre = np.array([box[0] + 0.5 * box[2], box[1] + 0.5 * box[3]])
     color = random_color(rng, palette, 40)
     kind = int(rng.choice(3, p=(0.4, 0.4, 0.2)))
     if kind == 2:
-        return rasterize([(_mask_polygon(landmarks), MASK_COLORS[rng.integers(len(MASK_COLORS))])])
+        return rasterize(_mask_polygon(landmarks), MASK_COLORS[rng.integers(len(MASK_COLORS))])
     angle = rng.uniform(0, np.pi)
     normal = np.array([math.cos(angle), math.sin(angle)])
     if kind == 0:
-        thick = rng.uniform(0.15, 0.7) * size
+        thick = rng.uniform(0.15, 0.6) * size
         middle = centre + normal * rng.uniform(-0.5, 0.5) * size
         along = np.array([-normal[1], normal[0]]) * size
         across = normal * 0.5 * thick
         bar = np.stack([middle - along - across, middle + along - across,
                         middle + along + across, middle - along + across])
-        return rasterize([(bar, color)])
-    radius = rng.uniform(0.4, 1.1) * size
-    depth = rng.uniform(0.1, 1.15) * size
+        return rasterize(bar, color)
+    radius = rng.uniform(0.3, 0.6) * size
+    depth = rng.uniform(0.1, 1.1) * size
     blob_centre = centre + normal * (radius + 0.5 * size - depth)
-    return rasterize([(ellipse_points(blob_centre, (radius, radius * rng.uniform(0.8, 1.2)),
-                                      angle), color)])
+    radii = (radius, radius * rng.uniform(0.8, 1.2))
+    return rasterize(ellipse_points(blob_centre, radii, angle), color)
 
 
 def _mask_polygon(landmarks: np.ndarray) -> np.ndarray:
@@ -255,125 +253,111 @@ def _mask_polygon(landmarks: np.ndarray) -> np.ndarray:
     return np.array([landmarks[2] + d * (u * ex + v * ey) for u, v in frame])
 
 
-class Canvas:
-    """An RGB image being composed that records how much of each face later layers hide.
-
-    For every face it keeps ``own``, the face layer's alpha inside its box, and ``cover``, the
-    alpha of everything pasted later over the box, accumulated as
-    ``cover = 1 - (1 - cover) * (1 - alpha)``. The hidden fraction of a face is
-    ``sum(own * cover) / sum(own)``. Layers are pasted "over" with their alpha.
-    """
-
-    def __init__(self, background: Image.Image) -> None:
-        self.image = background.convert("RGB")
-        self._boxes: list[Box] = []
-        self._own: list[np.ndarray] = []
-        self._cover: list[np.ndarray] = []
-
-    def paste(self, layer: Layer) -> None:
-        """Composite ``layer`` over the image and add its alpha to the cover of earlier faces."""
-        self.image.paste(layer.image, (layer.x, layer.y), layer.image)
-        extent = (layer.x, layer.y, layer.x + layer.image.width, layer.y + layer.image.height)
-        alpha: np.ndarray | None = None
-        for box, cover in zip(self._boxes, self._cover):
-            overlap = _intersection(box, extent)
-            if overlap is None:
-                continue
-            if alpha is None:
-                alpha = np.asarray(layer.image.getchannel("A"), dtype=np.float32) / 255.0
-            above = alpha[overlap[1] - layer.y:overlap[3] - layer.y,
-                          overlap[0] - layer.x:overlap[2] - layer.x]
-            part = cover[overlap[1] - box[1]:overlap[3] - box[1],
-                         overlap[0] - box[0]:overlap[2] - box[0]]
-            part[...] = 1.0 - (1.0 - part) * (1.0 - above)
-
-    def add_face(self, layer: Layer, box: Box) -> None:
-        """Paste a face layer and start tracking its box ``(x, y, w, h)`` (inside the image)."""
-        self.paste(layer)
-        x, y, w, h = box
-        own = np.zeros((h, w), dtype=np.float32)
-        inside = _intersection((x, y, x + w, y + h), (layer.x, layer.y, layer.x + layer.image.width,
-                                                      layer.y + layer.image.height))
-        if inside is not None:
-            alpha = np.asarray(layer.image.crop((inside[0] - layer.x, inside[1] - layer.y,
-                                                 inside[2] - layer.x, inside[3] - layer.y))
-                               .getchannel("A"), dtype=np.float32) / 255.0
-            own[inside[1] - y:inside[3] - y, inside[0] - x:inside[2] - x] = alpha
-        self._boxes.append((x, y, x + w, y + h))
-        self._own.append(own)
-        self._cover.append(np.zeros((h, w), dtype=np.float32))
-
-    def hidden_fraction(self, index: int) -> float:
-        """The fraction of face ``index``'s own pixels covered by later layers, in [0, 1]."""
-        own = self._own[index]
-        return float((own * self._cover[index]).sum() / max(float(own.sum()), 1e-6))
-
-
-def _intersection(a: Box, b: Box) -> Box | None:
-    """Intersection of two ``(x0, y0, x1, y1)`` integer rectangles, None when empty."""
-    x0, y0, x1, y1 = max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])
-    return (x0, y0, x1, y1) if x0 < x1 and y0 < y1 else None
-
-
 def find_spot(rng: np.random.Generator, size: tuple[float, float], image_size: tuple[int, int],
-              placed: list[tuple[float, float, float, float]], tries: int = 30) -> tuple[float, float] | None:
-    """Top-left corner for a ``size = (w, h)`` box inside the image, or None after ``tries``.
+              boxes: list[tuple[float, float, float, float]],
+              footprints: list[tuple[float, float, float, float]],
+              tries: int = 30) -> tuple[float, float] | None:
+    """Top-left corner for a box of ``size = (w, h)`` inside the image: the first acceptable of
+    ``tries`` uniform candidates, or None.
 
-    A spot is accepted when, against every box already placed, IoU <= 0.3 and the intersection
-    covers at most half of the smaller box (so no face is buried under another).
+    Against every placed box ``(x, y, w, h)`` a candidate needs IoU <= 0.3 and an intersection
+    of at most half of the smaller box; against every footprint ``(x0, y0, x1, y1)`` (what a
+    nearer face's hair, shoulders and occluder may cover) an intersection of at most 0.3 of the
+    new box. So no face is buried under another.
     """
     width, height = size
     if width > image_size[0] - 2 or height > image_size[1] - 2:
         return None
-    others = np.array(placed, dtype=np.float64).reshape(-1, 4)
-    for _ in range(tries):
-        x = rng.uniform(1, image_size[0] - 1 - width)
-        y = rng.uniform(1, image_size[1] - 1 - height)
-        inter_w = np.clip(np.minimum(x + width, others[:, 0] + others[:, 2])
-                          - np.maximum(x, others[:, 0]), 0, None)
-        inter_h = np.clip(np.minimum(y + height, others[:, 1] + others[:, 3])
-                          - np.maximum(y, others[:, 1]), 0, None)
-        inter = inter_w * inter_h
-        areas = others[:, 2] * others[:, 3]
-        iou = inter / (width * height + areas - inter)
-        smaller = inter / np.minimum(width * height, areas)
-        if not len(others) or (iou.max() <= 0.3 and smaller.max() <= 0.5):
-            return float(x), float(y)
-    return None
+    xs = rng.uniform(1, image_size[0] - 1 - width, tries)
+    ys = rng.uniform(1, image_size[1] - 1 - height, tries)
+    candidates = np.stack([xs, ys, xs + width, ys + height], axis=1)
+    placed = np.array(boxes, dtype=np.float64).reshape(-1, 4)
+    placed[:, 2:] += placed[:, :2]
+    areas = (placed[:, 2] - placed[:, 0]) * (placed[:, 3] - placed[:, 1])
+    area = width * height
+    inter = _overlap(candidates, placed)
+    iou = inter / (area + areas - inter)
+    smaller = inter / np.minimum(area, areas)
+    covered = _overlap(candidates, np.array(footprints, dtype=np.float64).reshape(-1, 4)) / area
+    good = ((iou <= 0.3) & (smaller <= 0.5)).all(axis=1) & (covered <= 0.3).all(axis=1)
+    if not good.any():
+        return None
+    first = int(np.argmax(good))
+    return float(xs[first]), float(ys[first])
 
 
-def lighting_field(rng: np.random.Generator, width: int, height: int,
-                   spots: list[tuple[float, float, float, float]]) -> np.ndarray:
-    """Per-pixel gain, float32 ``[H, W]``, computed at a quarter of the size and upsampled.
+def _overlap(boxes: np.ndarray, rects: np.ndarray) -> np.ndarray:
+    """Intersection areas, float64 ``[T, N]``, of ``boxes`` ``[T, 4]`` with ``rects`` ``[N, 4]``,
+    all ``(x0, y0, x1, y1)``."""
+    inter_w = (np.minimum(boxes[:, None, 2], rects[None, :, 2])
+               - np.maximum(boxes[:, None, 0], rects[None, :, 0]))
+    inter_h = (np.minimum(boxes[:, None, 3], rects[None, :, 3])
+               - np.maximum(boxes[:, None, 1], rects[None, :, 1]))
+    return np.clip(inter_w, 0, None) * np.clip(inter_h, 0, None)
 
-    ``exposure * (1 + g * d) * prod_spots (1 + (gain - 1) * exp(-r^2 / (2 radius^2)))`` with
-    exposure ~ U(0.85, 1.15), g ~ U(0, 0.25), ``d`` in [-1, 1] the position along a random
-    direction, and each spot ``(cx, cy, radius, gain)`` (full-size pixels) a local shadow or
-    highlight.
+
+@dataclass(frozen=True)
+class Lighting:
+    """Full-size "L" maps of the scene light: the image is multiplied by ``shade / 255`` and
+    then screened with ``glare / 255`` (``1 - (1 - x) (1 - g)``, pushing towards white);
+    ``glare`` is None where no spot glares."""
+
+    shade: Image.Image
+    glare: Image.Image | None
+
+    def at(self, x: int, y: int) -> tuple[float, float]:
+        """``(shade, glare)`` in [0, 1] at pixel ``(x, y)``."""
+        glare = 0.0 if self.glare is None else self.glare.getpixel((x, y)) / 255.0
+        return self.shade.getpixel((x, y)) / 255.0, glare
+
+
+def lighting(rng: np.random.Generator, width: int, height: int,
+             spots: list[tuple[float, float, float, float]]) -> Lighting:
+    """The scene light, computed at a quarter of the size and upsampled bilinearly.
+
+    ``shade = e * (1 - g * (1 + d) / 2) * prod_dark (1 - s * b)`` with exposure e ~ U(0.8, 1),
+    g ~ U(0, 0.3), ``d`` in [-1, 1] the position along a random direction; ``glare =
+    1 - prod_bright (1 - s * b)``. Each spot ``(cx, cy, radius, s)`` in full-size pixels has the
+    bump ``b = exp(-r^2 / (2 radius^2))``; ``s < 0`` is a shadow of strength ``-s``, ``s > 0``
+    a glare of strength ``s``.
     """
     small = (max(4, width // 4), max(4, height // 4))
     cols = (np.arange(small[0], dtype=np.float32) + 0.5) * (width / small[0])
     rows = (np.arange(small[1], dtype=np.float32) + 0.5) * (height / small[1])
     angle = rng.uniform(0, 2 * np.pi)
-    ramp = (rows[:, None] / height - 0.5) * math.sin(angle) + (cols[None, :] / width - 0.5) * math.cos(angle)
-    field = rng.uniform(0.85, 1.15) * (1.0 + rng.uniform(0, 0.25) * 2.0 * ramp)
-    for cx, cy, radius, gain in spots:
+    ramp = ((rows[:, None] / height - 0.5) * math.sin(angle)
+            + (cols[None, :] / width - 0.5) * math.cos(angle))
+    shade = rng.uniform(0.8, 1.0) * (1.0 - rng.uniform(0, 0.3) * (0.5 + ramp))
+    clear = np.ones_like(shade)
+    for cx, cy, radius, strength in spots:
         bump = np.exp(-((rows[:, None] - cy) ** 2 + (cols[None, :] - cx) ** 2) / (2 * radius**2))
-        field *= 1.0 + (gain - 1.0) * bump
-    image = Image.fromarray(field.astype(np.float32)).resize((width, height), Image.Resampling.BILINEAR)
-    return np.asarray(image)
+        if strength < 0:
+            shade *= 1.0 + strength * bump
+        else:
+            clear *= 1.0 - strength * bump
+    glares = any(strength > 0 for *_, strength in spots)
+    return Lighting(shade=_full_size(shade, (width, height)),
+                    glare=_full_size(1.0 - clear, (width, height)) if glares else None)
 
 
-def finish(image: Image.Image, field: np.ndarray, blur_sigma: float, noise_sigma: float,
+def _full_size(values: np.ndarray, size: tuple[int, int]) -> Image.Image:
+    """A [0, 1] float map as an "L" image resized bilinearly to ``size``."""
+    image = Image.fromarray((np.clip(values, 0.0, 1.0) * 255).round().astype(np.uint8))
+    return image.resize(size, Image.Resampling.BILINEAR)
+
+
+def finish(image: Image.Image, light: Lighting, blur_sigma: float, noise_sigma: float,
            rng: np.random.Generator) -> Image.Image:
-    """The camera: Gaussian-blur the whole image by ``blur_sigma`` px (0 = none), multiply by the
-    lighting ``field``, add grey Gaussian noise of ``noise_sigma`` levels, quantise."""
+    """The camera: Gaussian-blur the whole image by ``blur_sigma`` px (0 = none), apply the
+    ``light``, add grey uniform noise of standard deviation ``noise_sigma`` levels (rounded to
+    integers, the same on all channels) clipped to 0..255."""
     if blur_sigma > 0:
         image = image.filter(ImageFilter.GaussianBlur(blur_sigma))
-    noise = rng.standard_normal((image.height, image.width, 1), dtype=np.float32)
-    noise *= noise_sigma
-    noise += 0.5
-    lit = np.asarray(image, dtype=np.float32) * field[..., None]
-    lit += noise
-    np.clip(lit, 0, 255, out=lit)
-    return Image.fromarray(lit.astype(np.uint8))
+    image = ImageChops.multiply(image, light.shade.convert("RGB"))
+    if light.glare is not None:
+        image = ImageChops.screen(image, light.glare.convert("RGB"))
+    noise = rng.random((image.height, image.width), dtype=np.float32)
+    noise *= noise_sigma * math.sqrt(12.0)
+    noise += 128.5 - 0.5 * noise_sigma * math.sqrt(12.0)
+    grain = Image.fromarray(noise.astype(np.uint8)).convert("RGB")
+    return ImageChops.add(image, grain, scale=1.0, offset=-128)
