@@ -100,9 +100,12 @@ def prepare(
     out_dir = Path(out_dir)
     with staged_dir(out_dir) as staging:
         root = _dataset_root(params, staging, progress)
+        if progress:
+            progress("read annotations", 0, 1)
         images, faces = read_annotations(root)
         if progress:
             progress("read annotations", 1, 1)
+            progress("validate", 0, 1)
         paths = [WiderLayout(root).images_dir(s) / p for s, p in zip(images["split"], images["path"])]
         images, faces, report = validate_tables(
             images, faces, paths, params.box_tolerance_px, params.landmark_tolerance, params.on_bad_rows
