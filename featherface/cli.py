@@ -87,8 +87,12 @@ def prepare(
     from featherface.tracking import flatten, stage_run
 
     settings = load_params(params)
-    with stage_run("prepare", {"data": section_dict(settings.data)},
-                   settings.tracking.experiment, settings.tracking.enabled) as mlflow:
+    with stage_run(
+        "prepare",
+        {"data": section_dict(settings.data)},
+        settings.tracking.experiment,
+        settings.tracking.enabled,
+    ) as mlflow:
         with progress_reporter() as report:
             statistics = run_prepare(settings.data, out, progress=report)
         if mlflow is not None:
@@ -110,33 +114,47 @@ def data_download(
     from featherface.data.download import download_widerface
 
     root = download_widerface(dest, eval_tools=eval_tools)
-    console.print(f"WIDER FACE is in {root}; set data.source: widerface and data.widerface_root: {root}")
+    console.print(
+        f"WIDER FACE is in {root}; set data.source: widerface and data.widerface_root: {root}"
+    )
 
 
 @data_app.command("validate")
 @reports_errors
 def data_validate(
     folder: Annotated[Path, typer.Argument(help="A WIDER-layout folder.")],
-    on_bad_rows: Annotated[Literal["fail", "drop"], typer.Option(help="Row failures: fail or drop.")] = "drop",
-    box_tolerance_px: Annotated[float, typer.Option(help="Allowed box overflow past the image.")] = 2.0,
-    landmark_tolerance: Annotated[float, typer.Option(help="Allowed landmark distance outside the box, in box sizes.")] = 0.5,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Write the report as JSON here.")] = None,
+    on_bad_rows: Annotated[
+        Literal["fail", "drop"], typer.Option(help="Row failures: fail or drop.")
+    ] = "drop",
+    box_tolerance_px: Annotated[
+        float, typer.Option(help="Allowed box overflow past the image.")
+    ] = 2.0,
+    landmark_tolerance: Annotated[
+        float, typer.Option(help="Allowed landmark distance outside the box, in box sizes.")
+    ] = 0.5,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write the report as JSON here.")
+    ] = None,
 ) -> None:
     """Run the prepare stage's checks on any WIDER-layout folder; exit 1 if a check fails."""
-    from featherface.data.layout import WiderLayout, read_annotations, resolve_root
+    from featherface.data.layout import image_files, read_annotations, resolve_root
     from featherface.data.validation import validate_tables
     from featherface.utils.atomic import write_json
 
     root = resolve_root(folder)
     images, faces = read_annotations(root)
-    paths = [WiderLayout(root).images_dir(s) / p for s, p in zip(images["split"], images["path"])]
-    _, _, report = validate_tables(images, faces, paths, box_tolerance_px, landmark_tolerance, on_bad_rows)
+    paths = image_files(root, images)
+    _, _, report = validate_tables(
+        images, faces, paths, box_tolerance_px, landmark_tolerance, on_bad_rows
+    )
     table = Table(title=f"checks on {root}")
     for column in ("table", "check", "rows", "failing"):
         table.add_column(column)
     for result in report.results:
         status = "[green]0[/green]" if result.success else f"[red]{len(result.failing_rows)}[/red]"
-        table.add_row(result.check.table, result.check.description, str(result.element_count), status)
+        table.add_row(
+            result.check.table, result.check.description, str(result.element_count), status
+        )
     console.print(table)
     console.print(f"dropped faces: {json.dumps(report.dropped)}")
     if json_out is not None:

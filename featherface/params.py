@@ -55,7 +55,9 @@ def _check_value(value: Any, hint: Any, key: str, source: Path) -> Any:
         return build(hint, value, source, key)
     if origin is Literal:
         if value not in typing.get_args(hint):
-            raise ParamsError(f"{source}: {key} must be one of {typing.get_args(hint)}, got {value!r}")
+            raise ParamsError(
+                f"{source}: {key} must be one of {typing.get_args(hint)}, got {value!r}"
+            )
         return value
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in typing.get_args(hint):
@@ -68,7 +70,9 @@ def _check_value(value: Any, hint: Any, key: str, source: Path) -> Any:
         return tuple(_check_value(v, item, f"{key}[{i}]", source) for i, v in enumerate(value))
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
-    if isinstance(hint, type) and (not isinstance(value, hint) or (hint is int and isinstance(value, bool))):
+    if isinstance(hint, type) and (
+        not isinstance(value, hint) or (hint is int and isinstance(value, bool))
+    ):
         raise ParamsError(f"{source}: {key} must be {hint.__name__}, got {value!r}")
     return value
 
@@ -106,7 +110,9 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
-        raise ParamsError(f"{path}{line}: not valid YAML ({getattr(error, 'problem', error)})") from None
+        raise ParamsError(
+            f"{path}{line}: not valid YAML ({getattr(error, 'problem', error)})"
+        ) from None
     return build(Params, content, path)
 
 

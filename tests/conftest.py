@@ -26,7 +26,9 @@ def reference() -> Path:
 
 
 @pytest.fixture(autouse=True)
-def isolated_mlflow(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> str:
+def isolated_mlflow(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> str:
     """Point MLflow at a throw-away sqlite store so tests never touch the repository's."""
     store = tmp_path_factory.mktemp("mlruns")
     uri = f"sqlite:///{store / 'mlflow.db'}"
@@ -57,7 +59,10 @@ SPLIT_TEXT = {
     ),
 }
 IMAGE_SIZES = {
-    "train": {"0--Parade/0_Parade_a.jpg": (120, 90), "1--Handshaking/1_Handshaking_b.jpg": (64, 48)},
+    "train": {
+        "0--Parade/0_Parade_a.jpg": (120, 90),
+        "1--Handshaking/1_Handshaking_b.jpg": (64, 48),
+    },
     "val": {"0--Parade/0_Parade_c.jpg": (100, 80)},
 }
 TRAIN_LABELS = (

@@ -43,7 +43,9 @@ def test_help_lists_the_commands(runner: CliRunner) -> None:
     assert "download" in data_help.output and "validate" in data_help.output
 
 
-def test_prepare_end_to_end_on_a_tiny_synthetic_set(runner: CliRunner, tmp_path: Path, monkeypatch) -> None:
+def test_prepare_end_to_end_on_a_tiny_synthetic_set(
+    runner: CliRunner, tmp_path: Path, monkeypatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     Path("params.yaml").write_text(TINY_PARAMS)
     result = runner.invoke(app, ["prepare"])
@@ -58,7 +60,10 @@ def test_prepare_end_to_end_on_a_tiny_synthetic_set(runner: CliRunner, tmp_path:
     assert statistics["val"]["easy"] <= statistics["val"]["medium"] <= statistics["val"]["hard"]
     assert json.loads((out / "validation.json").read_text())["success"] is True
     assert (out / "face_heights.png").stat().st_size > 0
-    assert json.loads((out / "dataset.json").read_text()) == {"source": "synthetic", "root": "synthetic"}
+    assert json.loads((out / "dataset.json").read_text()) == {
+        "source": "synthetic",
+        "root": "synthetic",
+    }
     assert (out / "synthetic" / "wider_face_split" / "wider_face_val_bbx_gt.txt").is_file()
     assert not [p for p in tmp_path.glob("stages/.*")], "temporary folders left behind"
 
@@ -75,7 +80,9 @@ def test_prepare_end_to_end_on_a_tiny_synthetic_set(runner: CliRunner, tmp_path:
     assert validate.exit_code == 0, validate.output
 
 
-def test_bad_params_give_one_line_and_exit_1(runner: CliRunner, tmp_path: Path, monkeypatch) -> None:
+def test_bad_params_give_one_line_and_exit_1(
+    runner: CliRunner, tmp_path: Path, monkeypatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     Path("params.yaml").write_text("data:\n  synthetic:\n    sead: 1\n")
     result = runner.invoke(app, ["prepare"])
@@ -85,16 +92,22 @@ def test_bad_params_give_one_line_and_exit_1(runner: CliRunner, tmp_path: Path, 
     assert not Path("stages").exists() or not any(Path("stages").iterdir())
 
 
-def test_failed_prepare_leaves_previous_outputs_untouched(runner: CliRunner, wider_folder: Path, tmp_path: Path, monkeypatch) -> None:
+def test_failed_prepare_leaves_previous_outputs_untouched(
+    runner: CliRunner, wider_folder: Path, tmp_path: Path, monkeypatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     split_file = wider_folder / "wider_face_split" / "wider_face_val_bbx_gt.txt"
-    Path("params.yaml").write_text(f"data:\n  source: widerface\n  widerface_root: {wider_folder}\ntracking:\n  enabled: false\n")
+    settings = f"data:\n  source: widerface\n  widerface_root: {wider_folder}\n"
+    Path("params.yaml").write_text(settings + "tracking:\n  enabled: false\n")
     assert runner.invoke(app, ["prepare"]).exit_code == 0
     before = sorted(p.name for p in Path("stages/prepare").iterdir())
     split_file.write_text(split_file.read_text().replace("\n3\n", "\n4\n"))
     result = runner.invoke(app, ["prepare"])
     assert result.exit_code == 1
-    assert "wider_face_val_bbx_gt.txt:2: count line says 4 faces but the file ends after 3" in result.output
+    assert (
+        "wider_face_val_bbx_gt.txt:2: count line says 4 faces but the file ends after 3"
+        in result.output
+    )
     assert sorted(p.name for p in Path("stages/prepare").iterdir()) == before
     assert not [p for p in Path("stages").iterdir() if p.name.startswith(".")]
 
@@ -117,5 +130,7 @@ def test_console_script_is_installed() -> None:
     search_path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     executable = shutil.which("featherface", path=search_path)
     assert executable is not None
-    result = subprocess.run([executable, "--help"], capture_output=True, text=True, cwd=REPO_ROOT, check=False)
+    result = subprocess.run(
+        [executable, "--help"], capture_output=True, text=True, cwd=REPO_ROOT, check=False
+    )
     assert result.returncode == 0 and "prepare" in result.stdout

@@ -41,12 +41,17 @@ def _write(tmp_path: Path, text: str) -> Path:
         ("data:\n  source: imagenet\n", "data.source must be one of"),
         ("data:\n  synthetic:\n    num_train: many\n", "data.synthetic.num_train must be int"),
         ("data:\n  synthetic:\n    num_train: true\n", "data.synthetic.num_train must be int"),
-        ("data:\n  synthetic:\n    min_faces: 5\n    max_faces: 2\n", "need 1 <= min_faces <= max_faces"),
+        (
+            "data:\n  synthetic:\n    min_faces: 5\n    max_faces: 2\n",
+            "need 1 <= min_faces <= max_faces",
+        ),
         ("data: [1, 2]\n", "data must be a mapping"),
         ("data:\n  source: [\n", "not valid YAML"),
     ],
 )
-def test_bad_params_are_rejected_with_the_file_name(tmp_path: Path, text: str, fragment: str) -> None:
+def test_bad_params_are_rejected_with_the_file_name(
+    tmp_path: Path, text: str, fragment: str
+) -> None:
     path = _write(tmp_path, text)
     with pytest.raises(ParamsError) as caught:
         load_params(path)

@@ -9,7 +9,9 @@ import pytest
 from featherface import tracking
 
 
-def test_uri_defaults_to_sqlite_under_repo_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_uri_defaults_to_sqlite_under_repo_root(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("MLFLOW_TRACKING_URI")
     monkeypatch.setenv("DVC_ROOT", str(tmp_path))
     assert tracking.repo_root() == tmp_path.resolve()
@@ -22,7 +24,9 @@ def test_environment_uri_wins(monkeypatch: pytest.MonkeyPatch) -> None:
     assert tracking.tracking_uri() == "http://tracking.example:5000"
 
 
-def test_repo_root_is_found_above_the_working_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_repo_root_is_found_above_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("DVC_ROOT", raising=False)
     (tmp_path / "dvc.yaml").write_text("stages: {}\n")
     nested = tmp_path / "a" / "b"
@@ -31,7 +35,9 @@ def test_repo_root_is_found_above_the_working_directory(tmp_path: Path, monkeypa
 
 
 def test_params_hash_is_order_independent() -> None:
-    assert tracking.params_hash({"a": 1, "b": {"c": 2}}) == tracking.params_hash({"b": {"c": 2}, "a": 1})
+    assert tracking.params_hash({"a": 1, "b": {"c": 2}}) == tracking.params_hash(
+        {"b": {"c": 2}, "a": 1}
+    )
     assert tracking.params_hash({"a": 1}) != tracking.params_hash({"a": 2})
     assert len(tracking.params_hash({})) == 12
 

@@ -71,6 +71,13 @@ def resolve_root(path: str | Path) -> Path:
     raise AnnotationError(path, "no wider_face_split/ folder here or in widerface/ below it")
 
 
+def image_files(root: Path, images: pd.DataFrame) -> list[Path]:
+    """The file of each row of an ``images`` table whose paths are relative to ``root``."""
+    layout = WiderLayout(root)
+    pairs = zip(images["split"], images["path"], strict=True)
+    return [layout.images_dir(split) / path for split, path in pairs]
+
+
 def _image_size(path: Path) -> tuple[int, int] | None:
     try:
         with Image.open(path) as image:
@@ -212,10 +219,14 @@ def write_annotations(root: str | Path, images: pd.DataFrame, faces: pd.DataFram
     images, faces = conform_images(images), conform_faces(faces)
     for split in images["split"].unique():
         split_images = images[images["split"] == split]
-        groups = _faces_by_image(split_images, faces[faces["image_id"].isin(split_images["image_id"])])
+        groups = _faces_by_image(
+            split_images, faces[faces["image_id"].isin(split_images["image_id"])]
+        )
         paths = list(split_images["path"])
         records = [
-            ImageRecord(path, [tuple(int(v) for v in row) for row in group[list(FACE_FIELDS)].to_numpy()])
+            ImageRecord(
+                path, [tuple(int(v) for v in row) for row in group[list(FACE_FIELDS)].to_numpy()]
+            )
             for path, group in zip(paths, groups, strict=True)
         ]
         labels = [

@@ -1,4 +1,4 @@
-"""The ``prepare`` stage: WIDER-format folder -> validated canonical tables under ``stages/prepare``.
+"""The ``prepare`` stage: a WIDER-format folder -> validated canonical tables.
 
 Outputs (all written into a temporary folder and swapped in only when complete):
 
@@ -20,7 +20,13 @@ from typing import Any
 
 import pandas as pd
 
-from featherface.data.layout import WiderLayout, read_annotations, resolve_root, write_annotations
+from featherface.data.layout import (
+    WiderLayout,
+    image_files,
+    read_annotations,
+    resolve_root,
+    write_annotations,
+)
 from featherface.data.schema import SPLITS, conform_faces, conform_images
 from featherface.data.stats import dataset_statistics, plot_face_heights
 from featherface.data.synthetic import SyntheticConfig, generate_split
@@ -55,9 +61,17 @@ def write_synthetic_dataset(
     for split in SPLITS:
         total = config.num_train if split == "train" else config.num_val
         first_id = sum(len(part) for part in images_parts)
-        report = (lambda done, s=split, n=total: progress(f"generate {s}", done, n)) if progress else None
+        report = (
+            (lambda done, s=split, n=total: progress(f"generate {s}", done, n))
+            if progress
+            else None
+        )
         images, faces = generate_split(
-            WiderLayout(root).images_dir(split), split, config, first_image_id=first_id, progress=report
+            WiderLayout(root).images_dir(split),
+            split,
+            config,
+            first_image_id=first_id,
+            progress=report,
         )
         images_parts.append(images)
         faces_parts.append(faces)
@@ -65,7 +79,12 @@ def write_synthetic_dataset(
 
 
 def _summary_markdown(report: ValidationReport, statistics: dict[str, Any]) -> str:
-    lines = ["# Data validation", "", f"Result: {'passed' if report.success else 'rows dropped'}", ""]
+    lines = [
+        "# Data validation",
+        "",
+        f"Result: {'passed' if report.success else 'rows dropped'}",
+        "",
+    ]
     lines += ["| table | check | kind | rows | failing |", "|---|---|---|---|---|"]
     for result in report.results:
         kind = "structural" if result.check.structural else "row"
@@ -106,9 +125,14 @@ def prepare(
         if progress:
             progress("read annotations", 1, 1)
             progress("validate", 0, 1)
-        paths = [WiderLayout(root).images_dir(s) / p for s, p in zip(images["split"], images["path"])]
+        paths = image_files(root, images)
         images, faces, report = validate_tables(
-            images, faces, paths, params.box_tolerance_px, params.landmark_tolerance, params.on_bad_rows
+            images,
+            faces,
+            paths,
+            params.box_tolerance_px,
+            params.landmark_tolerance,
+            params.on_bad_rows,
         )
         if progress:
             progress("validate", 1, 1)
@@ -139,4 +163,3 @@ def load_prepared(prepare_dir: str | Path = "stages/prepare") -> PreparedData:
     images = pd.read_parquet(prepare_dir / "images.parquet")
     faces = pd.read_parquet(prepare_dir / "faces.parquet")
     return PreparedData(images, faces, root, index["source"])
-

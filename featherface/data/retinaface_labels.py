@@ -107,7 +107,11 @@ def format_label_file(records: list[LabelRecord]) -> str:
             known = not any(math.isnan(value) for value in landmarks)
             for index in range(NUM_LANDMARKS):
                 if known:
-                    fields += [f"{landmarks[2 * index]:.3f}", f"{landmarks[2 * index + 1]:.3f}", "0.0"]
+                    fields += [
+                        f"{landmarks[2 * index]:.3f}",
+                        f"{landmarks[2 * index + 1]:.3f}",
+                        "0.0",
+                    ]
                 else:
                     fields += ["-1.0", "-1.0", "-1.0"]
             fields.append("1.0" if known else "-1.0")

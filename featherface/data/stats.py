@@ -24,7 +24,7 @@ def dataset_statistics(images: pd.DataFrame, faces: pd.DataFrame) -> dict[str, A
         split_faces = faces[face_split == split]
         entry: dict[str, Any] = {
             "images": int((images["split"] == split).sum()),
-            "faces": int(len(split_faces)),
+            "faces": len(split_faces),
         }
         for name in DIFFICULTIES:
             column = split_faces[f"keep_{name}"]

@@ -133,36 +133,103 @@ def build_checks(box_tolerance_px: float, landmark_tolerance: float) -> list[Che
     e = gx.expectations
     tol = box_tolerance_px
     checks = [
-        Check("images", True, "image_id present", e.ExpectColumnValuesToNotBeNull(column="image_id")),
+        Check(
+            "images", True, "image_id present", e.ExpectColumnValuesToNotBeNull(column="image_id")
+        ),
         Check("images", True, "image_id unique", e.ExpectColumnValuesToBeUnique(column="image_id")),
-        Check("images", True, "path unique within a split",
-              e.ExpectCompoundColumnsToBeUnique(column_list=["split", "path"])),
-        Check("images", True, "width >= 1", e.ExpectColumnValuesToBeBetween(column="width", min_value=1)),
-        Check("images", True, "height >= 1", e.ExpectColumnValuesToBeBetween(column="height", min_value=1)),
-        Check("images", True, "split is known", e.ExpectColumnValuesToBeInSet(column="split", value_set=list(SPLITS))),
-        Check("images", True, "image decodes with the recorded width",
-              e.ExpectColumnPairValuesToBeEqual(column_A="width", column_B="decoded_width")),
-        Check("images", True, "image decodes with the recorded height",
-              e.ExpectColumnPairValuesToBeEqual(column_A="height", column_B="decoded_height")),
-        Check("faces", True, "image_id present", e.ExpectColumnValuesToNotBeNull(column="image_id")),
-        Check("faces", True, "face belongs to a known image",
-              e.ExpectColumnValuesToNotBeNull(column="image_width")),
-        Check("faces", True, "(image_id, face_index) unique",
-              e.ExpectCompoundColumnsToBeUnique(column_list=["image_id", "face_index"])),
+        Check(
+            "images",
+            True,
+            "path unique within a split",
+            e.ExpectCompoundColumnsToBeUnique(column_list=["split", "path"]),
+        ),
+        Check(
+            "images",
+            True,
+            "width >= 1",
+            e.ExpectColumnValuesToBeBetween(column="width", min_value=1),
+        ),
+        Check(
+            "images",
+            True,
+            "height >= 1",
+            e.ExpectColumnValuesToBeBetween(column="height", min_value=1),
+        ),
+        Check(
+            "images",
+            True,
+            "split is known",
+            e.ExpectColumnValuesToBeInSet(column="split", value_set=list(SPLITS)),
+        ),
+        Check(
+            "images",
+            True,
+            "image decodes with the recorded width",
+            e.ExpectColumnPairValuesToBeEqual(column_A="width", column_B="decoded_width"),
+        ),
+        Check(
+            "images",
+            True,
+            "image decodes with the recorded height",
+            e.ExpectColumnPairValuesToBeEqual(column_A="height", column_B="decoded_height"),
+        ),
+        Check(
+            "faces", True, "image_id present", e.ExpectColumnValuesToNotBeNull(column="image_id")
+        ),
+        Check(
+            "faces",
+            True,
+            "face belongs to a known image",
+            e.ExpectColumnValuesToNotBeNull(column="image_width"),
+        ),
+        Check(
+            "faces",
+            True,
+            "(image_id, face_index) unique",
+            e.ExpectCompoundColumnsToBeUnique(column_list=["image_id", "face_index"]),
+        ),
         Check("faces", False, "w >= 1", e.ExpectColumnValuesToBeBetween(column="w", min_value=1)),
         Check("faces", False, "h >= 1", e.ExpectColumnValuesToBeBetween(column="h", min_value=1)),
-        Check("faces", False, f"box left edge >= -{tol:g} px", e.ExpectColumnValuesToBeBetween(column="x", min_value=-tol)),
-        Check("faces", False, f"box top edge >= -{tol:g} px", e.ExpectColumnValuesToBeBetween(column="y", min_value=-tol)),
-        Check("faces", False, f"box right edge within {tol:g} px of the image",
-              e.ExpectColumnValuesToBeBetween(column="overflow_right", max_value=tol)),
-        Check("faces", False, f"box bottom edge within {tol:g} px of the image",
-              e.ExpectColumnValuesToBeBetween(column="overflow_bottom", max_value=tol)),
-        Check("faces", False, f"landmarks within {landmark_tolerance:g} x box size of the box",
-              e.ExpectColumnValuesToBeBetween(column="landmark_offset", max_value=landmark_tolerance)),
+        Check(
+            "faces",
+            False,
+            f"box left edge >= -{tol:g} px",
+            e.ExpectColumnValuesToBeBetween(column="x", min_value=-tol),
+        ),
+        Check(
+            "faces",
+            False,
+            f"box top edge >= -{tol:g} px",
+            e.ExpectColumnValuesToBeBetween(column="y", min_value=-tol),
+        ),
+        Check(
+            "faces",
+            False,
+            f"box right edge within {tol:g} px of the image",
+            e.ExpectColumnValuesToBeBetween(column="overflow_right", max_value=tol),
+        ),
+        Check(
+            "faces",
+            False,
+            f"box bottom edge within {tol:g} px of the image",
+            e.ExpectColumnValuesToBeBetween(column="overflow_bottom", max_value=tol),
+        ),
+        Check(
+            "faces",
+            False,
+            f"landmarks within {landmark_tolerance:g} x box size of the box",
+            e.ExpectColumnValuesToBeBetween(column="landmark_offset", max_value=landmark_tolerance),
+        ),
     ]
     for name, (low, high) in ATTRIBUTE_RANGES.items():
-        checks.append(Check("faces", False, f"{name} in {low}..{high}",
-                            e.ExpectColumnValuesToBeBetween(column=name, min_value=low, max_value=high)))
+        checks.append(
+            Check(
+                "faces",
+                False,
+                f"{name} in {low}..{high}",
+                e.ExpectColumnValuesToBeBetween(column=name, min_value=low, max_value=high),
+            )
+        )
     return checks
 
 
@@ -181,8 +248,12 @@ def run_checks(checks: list[Check], tables: dict[str, pd.DataFrame]) -> list[Che
         for position, check in enumerate(table_checks):
             check.expectation.meta = {"featherface_check": position}
             suite.add_expectation(check.expectation)
-        batch_definition = source.add_dataframe_asset(name).add_batch_definition_whole_dataframe(name)
-        batch = batch_definition.get_batch(batch_parameters={"dataframe": frame.reset_index(drop=True)})
+        batch_definition = source.add_dataframe_asset(name).add_batch_definition_whole_dataframe(
+            name
+        )
+        batch = batch_definition.get_batch(
+            batch_parameters={"dataframe": frame.reset_index(drop=True)}
+        )
         outcome = batch.validate(suite, result_format="COMPLETE")
         by_position = {r.expectation_config.meta["featherface_check"]: r for r in outcome.results}
         for position, check in enumerate(table_checks):
@@ -204,7 +275,9 @@ def _location(frame: pd.DataFrame, row: int) -> tuple[str, int | None]:
 
 
 def _raise_for(result: CheckResult, frame: pd.DataFrame, hint: str = "") -> None:
-    path, line = _location(frame, result.failing_rows[0]) if result.failing_rows else ("<table>", None)
+    path, line = (
+        _location(frame, result.failing_rows[0]) if result.failing_rows else ("<table>", None)
+    )
     count = len(result.failing_rows)
     problem = f"{result.check.table}: check failed: {result.check.description} ({count} rows){hint}"
     raise AnnotationError(path, problem, line)

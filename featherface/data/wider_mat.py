@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,10 @@ from featherface.errors import AnnotationError
 
 GROUND_TRUTH_FILE = "wider_face_val.mat"
 KEEP_FILES: dict[str, str] = {name: f"wider_{name}_val.mat" for name in DIFFICULTIES}
+# MAT 5 files start with 116 bytes of descriptive text; scipy puts the current time there. A fixed
+# text keeps files written from the same data byte-identical.
+_HEADER_BYTES = 116
+_FIXED_HEADER = b"MATLAB 5.0 MAT-file, written by featherface".ljust(_HEADER_BYTES)
 
 
 @dataclass
@@ -99,6 +104,14 @@ def _cell_column(items: list[np.ndarray]) -> np.ndarray:
     return column
 
 
+def _save_mat(path: Path, content: dict[str, np.ndarray]) -> None:
+    """``scipy.io.savemat`` with a fixed header text instead of the creation time."""
+    buffer = io.BytesIO()
+    scipy.io.savemat(buffer, content)
+    data = buffer.getvalue()
+    path.write_bytes(_FIXED_HEADER + data[_HEADER_BYTES:])
+
+
 def write_ground_truth(folder: str | Path, images: list[MatImage]) -> None:
     """Write the four ``.mat`` files in the official structure (events in first-seen order)."""
     folder = Path(folder)
@@ -118,11 +131,11 @@ def write_ground_truth(folder: str | Path, images: list[MatImage]) -> None:
         main[f"{name}_label_list"] = per_event(
             lambda image, name=name: image.attributes[name].astype(np.uint8).reshape(-1, 1)
         )
-    scipy.io.savemat(str(folder / GROUND_TRUTH_FILE), main)
+    _save_mat(folder / GROUND_TRUTH_FILE, main)
     for setting, file in KEEP_FILES.items():
 
         def keep_cell(image: MatImage, setting: str = setting) -> np.ndarray:
             indices = image.keep[setting] + 1
             return indices.astype(np.uint16).reshape(-1, 1) if indices.size else np.zeros((0, 0))
 
-        scipy.io.savemat(str(folder / file), {**main, "gt_list": per_event(keep_cell)})
+        _save_mat(folder / file, {**main, "gt_list": per_event(keep_cell)})

@@ -2,10 +2,10 @@
 
 Each image is a block of lines::
 
-    0--Parade/0_Parade_marchingband_1_849.jpg      image path, relative to WIDER_<split>/images
-    2                                              number of faces
-    449 330 122 149 0 0 0 0 0 0                    x y w h blur expression illumination invalid occlusion pose
-    ...
+    0--Parade/0_Parade_marchingband_1_849.jpg   image path, relative to WIDER_<split>/images
+    2                                           number of faces
+    449 330 122 149 0 0 0 0 0 0                 x y w h, then the six attributes:
+    ...                                         blur expression illumination invalid occlusion pose
 
 An image with no faces has the count ``0`` followed by one line of ten zeros. The official files
 end every face line with a space; :func:`format_split_text` writes the same bytes back, so reading
@@ -49,7 +49,8 @@ def _parse_face_line(text: str, line: int) -> tuple[int, ...]:
     fields = text.split()
     if len(fields) != len(FACE_FIELDS):
         raise SplitTextError(
-            line, f"expected {len(FACE_FIELDS)} integers (x y w h + 6 attributes), got {len(fields)}"
+            line,
+            f"expected {len(FACE_FIELDS)} integers (x y w h + 6 attributes), got {len(fields)}",
         )
     try:
         return tuple(int(value) for value in fields)

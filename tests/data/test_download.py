@@ -33,11 +33,19 @@ def archives(wider_folder: Path, tmp_path: Path) -> Path:
     for split in ("train", "val", "test"):
         source = wider_folder / f"WIDER_{split}" if split != "test" else wider_folder / "WIDER_val"
         _zip_folder(source, folder / f"WIDER_{split}.zip", f"WIDER_{split}")
-    _zip_folder(wider_folder / "wider_face_split", folder / "wider_face_split.zip", "wider_face_split")
-    attributes = {k: np.zeros(3, dtype=np.int64) for k in ("blur", "expression", "illumination", "invalid", "occlusion", "pose")}
+    _zip_folder(
+        wider_folder / "wider_face_split", folder / "wider_face_split.zip", "wider_face_split"
+    )
+    attributes = {
+        k: np.zeros(3, dtype=np.int64)
+        for k in ("blur", "expression", "illumination", "invalid", "occlusion", "pose")
+    }
     keep = {"easy": np.array([0]), "medium": np.array([0, 1]), "hard": np.array([0, 1, 2])}
     boxes = np.array([[5, 5, 40, 50], [60, 10, 12, 14], [70, 40, 8, 8]])
-    write_ground_truth(tmp_path / "eval" / "ground_truth", [MatImage("0--Parade", "0_Parade_c", boxes, attributes, keep)])
+    write_ground_truth(
+        tmp_path / "eval" / "ground_truth",
+        [MatImage("0--Parade", "0_Parade_c", boxes, attributes, keep)],
+    )
     _zip_folder(tmp_path / "eval", folder / "eval_tools.zip", "eval_tools")
     return folder
 
@@ -68,7 +76,13 @@ def test_download_produces_a_readable_layout(offline_downloads: list[str], tmp_p
     root = download.download_widerface(tmp_path / "data")
     assert root == tmp_path / "data" / "widerface"
     assert sorted(offline_downloads) == sorted(
-        ["WIDER_train.zip", "WIDER_val.zip", "WIDER_test.zip", "wider_face_split.zip", "eval_tools.zip"]
+        [
+            "WIDER_train.zip",
+            "WIDER_val.zip",
+            "WIDER_test.zip",
+            "wider_face_split.zip",
+            "eval_tools.zip",
+        ]
     )
     images, faces = read_annotations(tmp_path / "data")
     assert len(images) == 3 and len(faces) == 5
@@ -85,7 +99,11 @@ def test_second_download_fetches_nothing(offline_downloads: list[str], tmp_path:
 def test_cli_download(offline_downloads: list[str], tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    result = CliRunner().invoke(app, ["data", "download", "widerface", "--dest", str(tmp_path / "d")])
+    result = CliRunner().invoke(
+        app, ["data", "download", "widerface", "--dest", str(tmp_path / "d")]
+    )
     assert result.exit_code == 0, result.output
     assert "WIDER FACE is in" in result.output
-    assert (tmp_path / "d" / "widerface" / "eval_tools" / "ground_truth" / "wider_hard_val.mat").is_file()
+    assert (
+        tmp_path / "d" / "widerface" / "eval_tools" / "ground_truth" / "wider_hard_val.mat"
+    ).is_file()

@@ -31,7 +31,12 @@ def test_tables_follow_the_schema(wider_folder: Path) -> None:
 def test_landmarks_come_from_label_file(wider_folder: Path) -> None:
     _, faces = read_annotations(wider_folder)
     first = faces.iloc[0]
-    assert (first["lm0_x"], first["lm0_y"], first["lm4_x"], first["lm4_y"]) == (18.0, 25.0, 31.0, 42.0)
+    assert (first["lm0_x"], first["lm0_y"], first["lm4_x"], first["lm4_y"]) == (
+        18.0,
+        25.0,
+        31.0,
+        42.0,
+    )
     assert math.isnan(faces.iloc[1]["lm0_x"])
     assert faces[faces["image_id"] == 2]["lm0_x"].isna().all()
 
@@ -82,11 +87,14 @@ def test_unreadable_image_is_reported(wider_folder: Path) -> None:
 def test_mat_boxes_must_match_split_file(wider_folder: Path) -> None:
     from featherface.data.wider_mat import MatImage, write_ground_truth
 
-    attributes = {k: np.zeros(1, dtype=np.int64) for k in ("blur", "expression", "illumination", "invalid", "occlusion", "pose")}
+    attributes = {
+        k: np.zeros(1, dtype=np.int64)
+        for k in ("blur", "expression", "illumination", "invalid", "occlusion", "pose")
+    }
     keep = {k: np.zeros(0, dtype=np.int64) for k in ("easy", "medium", "hard")}
     wrong = MatImage("0--Parade", "0_Parade_c", np.array([[1, 1, 1, 1]]), attributes, keep)
     write_ground_truth(wider_folder / "eval_tools" / "ground_truth", [wrong])
-    with pytest.raises(AnnotationError, match="boxes of 0--Parade/0_Parade_c.jpg differ"):
+    with pytest.raises(AnnotationError, match=r"boxes of 0--Parade/0_Parade_c\.jpg differ"):
         read_annotations(wider_folder)
 
 
@@ -99,8 +107,16 @@ def test_reads_official_val4_with_mat_keep_lists(reference: Path, tmp_path: Path
     # keep only the val4 entries of the official ground truth
     from featherface.data.wider_mat import read_ground_truth, write_ground_truth
 
-    names = {line.strip() for line in (root / "wider_face_split/wider_face_val_bbx_gt.txt").read_text().splitlines() if line.endswith(".jpg")}
-    subset = [image for image in read_ground_truth(reference / "widerface/ground_truth") if image.path in names]
+    names = {
+        line.strip()
+        for line in (root / "wider_face_split/wider_face_val_bbx_gt.txt").read_text().splitlines()
+        if line.endswith(".jpg")
+    }
+    subset = [
+        image
+        for image in read_ground_truth(reference / "widerface/ground_truth")
+        if image.path in names
+    ]
     write_ground_truth(root / "eval_tools" / "ground_truth", subset)
     images, faces = read_annotations(root, splits=("val",))
     assert len(images) == 4 and len(faces) == 328

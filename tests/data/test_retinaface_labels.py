@@ -16,7 +16,10 @@ def test_reads_landmarks_and_missing_landmarks(tmp_path: Path) -> None:
     path = tmp_path / "label.txt"
     path.write_text(TRAIN_LABELS)
     records = read_label_file(path)
-    assert [record.path for record in records] == ["0--Parade/0_Parade_a.jpg", "1--Handshaking/1_Handshaking_b.jpg"]
+    assert [record.path for record in records] == [
+        "0--Parade/0_Parade_a.jpg",
+        "1--Handshaking/1_Handshaking_b.jpg",
+    ]
     assert records[0].boxes == [(10.0, 12.0, 30.0, 40.0), (50.0, 20.0, 20.0, 25.0)]
     assert records[0].landmarks[0] == (18.0, 25.0, 32.0, 25.0, 25.0, 33.0, 19.0, 42.0, 31.0, 42.0)
     assert all(math.isnan(value) for value in records[0].landmarks[1])

@@ -28,13 +28,22 @@ from featherface.data.synthetic import (
 from featherface.data.synthetic.face import render_face, sample_style
 from featherface.errors import ParamsError
 
-TINY = SyntheticConfig(seed=3, num_train=6, num_val=6, min_image_size=96, max_image_size=160,
-                       max_faces=6, max_face_height=60.0, workers=1)
+TINY = SyntheticConfig(
+    seed=3,
+    num_train=6,
+    num_val=6,
+    min_image_size=96,
+    max_image_size=160,
+    max_faces=6,
+    max_face_height=60.0,
+    workers=1,
+)
 
 
 def _files(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +94,8 @@ def test_tables_conform_to_the_schema(val_set: tuple[Path, pd.DataFrame, pd.Data
 
 
 def test_images_decode_with_the_recorded_size(
-        val_set: tuple[Path, pd.DataFrame, pd.DataFrame]) -> None:
+    val_set: tuple[Path, pd.DataFrame, pd.DataFrame],
+) -> None:
     root, images, _ = val_set
     config = SyntheticConfig()
     for row in images.itertuples():
@@ -99,7 +109,8 @@ def test_images_decode_with_the_recorded_size(
 
 
 def test_boxes_landmarks_counts_and_heights(
-        val_set: tuple[Path, pd.DataFrame, pd.DataFrame]) -> None:
+    val_set: tuple[Path, pd.DataFrame, pd.DataFrame],
+) -> None:
     _, images, faces = val_set
     config = SyntheticConfig()
     merged = faces.merge(images[["image_id", "width", "height"]], on="image_id")
@@ -124,7 +135,8 @@ def test_boxes_landmarks_counts_and_heights(
 
 
 def test_keep_lists_are_nested_and_fractions_are_sane(
-        val_set: tuple[Path, pd.DataFrame, pd.DataFrame]) -> None:
+    val_set: tuple[Path, pd.DataFrame, pd.DataFrame],
+) -> None:
     _, _, faces = val_set
     easy, medium, hard = (faces[column].astype(bool) for column in KEEP_COLUMNS)
     assert not faces[list(KEEP_COLUMNS)].isna().any().any()
@@ -137,31 +149,63 @@ def test_keep_lists_are_nested_and_fractions_are_sane(
 
 
 def test_assign_keep_lists_rules_on_a_hand_made_table() -> None:
-    base = {"image_id": 0, "x": 0, "y": 0, "w": 10, **{c: 1.0 for c in LANDMARK_COLUMNS},
-            "blur": 0, "expression": 0, "illumination": 0, "invalid": 0, "occlusion": 0,
-            "pose": 0}
+    base = {
+        "image_id": 0,
+        "x": 0,
+        "y": 0,
+        "w": 10,
+        **{c: 1.0 for c in LANDMARK_COLUMNS},
+        "blur": 0,
+        "expression": 0,
+        "illumination": 0,
+        "invalid": 0,
+        "occlusion": 0,
+        "pose": 0,
+    }
     medium_h, easy_h = difficulty.MEDIUM_MIN_HEIGHT, difficulty.EASY_MIN_HEIGHT
     rows = [
-        {"h": easy_h},                              # easy, medium, hard
-        {"h": easy_h - 1},                          # medium, hard
-        {"h": easy_h, "pose": 1},                   # medium, hard
-        {"h": easy_h, "occlusion": 1},              # medium, hard
-        {"h": easy_h, "expression": 1},             # expression does not matter
-        {"h": easy_h, "occlusion": 2},              # hard only
-        {"h": easy_h, "blur": 2},                   # hard only
-        {"h": medium_h - 1},                        # hard only
-        {"h": difficulty.HARD_MIN_HEIGHT},          # hard only
-        {"h": difficulty.HARD_MIN_HEIGHT - 1},      # none
-        {"h": 200, "invalid": 1},                   # none
+        {"h": easy_h},  # easy, medium, hard
+        {"h": easy_h - 1},  # medium, hard
+        {"h": easy_h, "pose": 1},  # medium, hard
+        {"h": easy_h, "occlusion": 1},  # medium, hard
+        {"h": easy_h, "expression": 1},  # expression does not matter
+        {"h": easy_h, "occlusion": 2},  # hard only
+        {"h": easy_h, "blur": 2},  # hard only
+        {"h": medium_h - 1},  # hard only
+        {"h": difficulty.HARD_MIN_HEIGHT},  # hard only
+        {"h": difficulty.HARD_MIN_HEIGHT - 1},  # none
+        {"h": 200, "invalid": 1},  # none
     ]
     table = pd.DataFrame([{**base, "face_index": i, **row} for i, row in enumerate(rows)])
     for column in KEEP_COLUMNS:
         table[column] = pd.array([pd.NA] * len(table), dtype="boolean")
     result = conform_faces(assign_keep_lists(conform_faces(table)))
-    assert result["keep_easy"].tolist() == [True, False, False, False, True, False, False,
-                                             False, False, False, False]
-    assert result["keep_medium"].tolist() == [True, True, True, True, True, False, False,
-                                               False, False, False, False]
+    assert result["keep_easy"].tolist() == [
+        True,
+        False,
+        False,
+        False,
+        True,
+        False,
+        False,
+        False,
+        False,
+        False,
+        False,
+    ]
+    assert result["keep_medium"].tolist() == [
+        True,
+        True,
+        True,
+        True,
+        True,
+        False,
+        False,
+        False,
+        False,
+        False,
+        False,
+    ]
     assert result["keep_hard"].tolist() == [True] * 9 + [False, False]
     assert str(result["keep_easy"].dtype) == "boolean"
     assert len(assign_keep_lists(empty_faces())) == 0
@@ -174,7 +218,7 @@ def test_eye_landmarks_fall_on_the_pupils(rotation: float) -> None:
     grey = np.asarray(patch.image.convert("L"), dtype=np.float64)
     for x, y in patch.landmarks[:2]:
         top, left = int(y) - 4, int(x) - 4
-        window = grey[top:top + 9, left:left + 9]
+        window = grey[top : top + 9, left : left + 9]
         rows, cols = np.nonzero(window < 25)
         assert len(rows) >= 4
         centre = (left + cols.mean() + 0.5, top + rows.mean() + 0.5)
@@ -191,10 +235,18 @@ def test_upright_head_box_matches_the_requested_height() -> None:
     assert rotated.head[3] - rotated.head[1] == pytest.approx(100.0, abs=0.5)
 
 
-@pytest.mark.parametrize("override", [
-    {"min_image_size": 600, "max_image_size": 500}, {"min_faces": 0}, {"blur_prob": 1.5},
-    {"workers": 0}, {"seed": 1.5}, {"seed": -1}, {"jpeg_quality": 100},
-])
+@pytest.mark.parametrize(
+    "override",
+    [
+        {"min_image_size": 600, "max_image_size": 500},
+        {"min_faces": 0},
+        {"blur_prob": 1.5},
+        {"workers": 0},
+        {"seed": 1.5},
+        {"seed": -1},
+        {"jpeg_quality": 100},
+    ],
+)
 def test_config_rejects_bad_values(override: dict[str, object]) -> None:
     with pytest.raises(ParamsError):
         SyntheticConfig(**override)  # type: ignore[arg-type]

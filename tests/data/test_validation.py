@@ -62,7 +62,10 @@ def test_each_row_check_catches_its_bad_row(tables, column: str, value: float, c
     images, faces, paths = tables
     faces.loc[0, column] = value
     assert _failed(images, faces, paths) == {check: [0]}
-    with pytest.raises(AnnotationError, match=rf"wider_face_train_bbx_gt.txt:3: faces: check failed: {re.escape(check)}"):
+    with pytest.raises(
+        AnnotationError,
+        match=rf"wider_face_train_bbx_gt.txt:3: faces: check failed: {re.escape(check)}",
+    ):
         validate_tables(images, faces, paths, on_bad_rows="fail")
     _, kept, report = validate_tables(images, faces, paths, on_bad_rows="drop")
     assert report.dropped[check] == 1 and len(kept) == 3
@@ -80,7 +83,9 @@ def test_each_row_check_catches_its_bad_row(tables, column: str, value: float, c
         ("faces", "face_index", 0, "(image_id, face_index) unique"),
     ],
 )
-def test_structural_failures_always_stop(tables, table: str, column: str, value, check: str) -> None:
+def test_structural_failures_always_stop(
+    tables, table: str, column: str, value, check: str
+) -> None:
     images, faces, paths = tables
     frame = images if table == "images" else faces
     frame.loc[1, column] = value
@@ -91,5 +96,7 @@ def test_structural_failures_always_stop(tables, table: str, column: str, value,
 def test_undecodable_image_is_structural(tables) -> None:
     images, faces, paths = tables
     paths[2].write_bytes(paths[2].read_bytes()[:200])
-    with pytest.raises(AnnotationError, match=r"wider_face_val_bbx_gt.txt:1: images: check failed: image decodes"):
+    with pytest.raises(
+        AnnotationError, match=r"wider_face_val_bbx_gt.txt:1: images: check failed: image decodes"
+    ):
         validate_tables(images, faces, paths)

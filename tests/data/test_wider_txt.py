@@ -23,7 +23,10 @@ def test_parses_faces_and_zero_face_images() -> None:
         "0--Parade/0_Parade_a.jpg",
         "1--Handshaking/1_Handshaking_b.jpg",
     ]
-    assert records[0].faces == [(10, 12, 30, 40, 0, 0, 0, 0, 0, 0), (50, 20, 20, 25, 1, 0, 0, 0, 1, 0)]
+    assert records[0].faces == [
+        (10, 12, 30, 40, 0, 0, 0, 0, 0, 0),
+        (50, 20, 20, 25, 1, 0, 0, 0, 1, 0),
+    ]
     assert records[1].faces == []
     assert [record.line for record in records] == [1, 5]
 
@@ -51,7 +54,11 @@ def test_official_val4_file_round_trips(reference: Path) -> None:
     [
         ("a/x.jpg\n2\n1 2 3 4 0 0 0 0 0 0 \n", 2, "file ends after 1"),
         ("a/x.jpg\n2\n1 2 3 4 0 0 0 0 0 0 \nb/y.jpg\n0\n", 2, "but 1 face lines follow"),
-        ("a/x.jpg\n1\n1 2 3 4 0 0 0 0 0 0 \n5 6 7 8 0 0 0 0 0 0 \n", 4, "count line at 2 disagrees"),
+        (
+            "a/x.jpg\n1\n1 2 3 4 0 0 0 0 0 0 \n5 6 7 8 0 0 0 0 0 0 \n",
+            4,
+            "count line at 2 disagrees",
+        ),
         ("a/x.jpg\ntwo\n", 2, "expected a face count"),
         ("a/x.jpg\n1\n1 2 3 4 0 0\n", 3, "expected 10 integers"),
         ("a/x.jpg\n1\n1 2 3 4.5 0 0 0 0 0 0\n", 3, "not all integers"),

@@ -48,13 +48,19 @@ class SyntheticConfig:
                 raise ParamsError(f"synthetic.{field.name} must be {field.type}, got {value!r}")
         _check(self.seed >= 0, "seed must be >= 0")
         _check(self.num_train >= 0 and self.num_val >= 0, "num_train and num_val must be >= 0")
-        _check(16 <= self.min_image_size <= self.max_image_size,
-               "need 16 <= min_image_size <= max_image_size")
+        _check(
+            16 <= self.min_image_size <= self.max_image_size,
+            "need 16 <= min_image_size <= max_image_size",
+        )
         _check(1 <= self.min_faces <= self.max_faces, "need 1 <= min_faces <= max_faces")
-        _check(2.0 <= self.min_face_height <= self.max_face_height,
-               "need 2 <= min_face_height <= max_face_height")
-        _check(self.min_face_height <= 0.8 * self.min_image_size,
-               "min_face_height must be at most 0.8 * min_image_size")
+        _check(
+            2.0 <= self.min_face_height <= self.max_face_height,
+            "need 2 <= min_face_height <= max_face_height",
+        )
+        _check(
+            self.min_face_height <= 0.8 * self.min_image_size,
+            "min_face_height must be at most 0.8 * min_image_size",
+        )
         _check(self.distractors_max >= 0, "distractors_max must be >= 0")
         for name in ("glasses_prob", "occlusion_prob", "blur_prob"):
             _check(0.0 <= getattr(self, name) <= 1.0, f"{name} must lie in [0, 1]")

@@ -59,9 +59,18 @@ def occlusion_code(hidden: float) -> int:
     return 0 if hidden < OCCLUSION_PARTIAL else 1 if hidden < OCCLUSION_HEAVY else 2
 
 
-def face_attributes(*, height: float, blur_sigma: float, expression: int, shade: float,
-                    glare: float, hidden: float, rotation_deg: float, squash: float,
-                    yaw: float) -> dict[str, int]:
+def face_attributes(
+    *,
+    height: float,
+    blur_sigma: float,
+    expression: int,
+    shade: float,
+    glare: float,
+    hidden: float,
+    rotation_deg: float,
+    squash: float,
+    yaw: float,
+) -> dict[str, int]:
     """The six WIDER attribute codes of one face, by the rules of the module docstring."""
     atypical = abs(rotation_deg) > POSE_ROTATION_DEG or squash < POSE_SQUASH or abs(yaw) > POSE_YAW
     return {
@@ -84,10 +93,15 @@ def assign_keep_lists(faces: pd.DataFrame) -> pd.DataFrame:
     "boolean") filled by the rules of the module docstring; other columns are unchanged."""
     result = faces.copy()
     hard = (result["h"] >= HARD_MIN_HEIGHT) & (result["invalid"] == 0)
-    medium = (hard & (result["h"] >= MEDIUM_MIN_HEIGHT) & (result["occlusion"] < 2)
-              & (result["blur"] < 2))
-    typical = ((result["occlusion"] == 0) & (result["blur"] == 0) & (result["pose"] == 0)
-               & (result["illumination"] == 0))
+    medium = (
+        hard & (result["h"] >= MEDIUM_MIN_HEIGHT) & (result["occlusion"] < 2) & (result["blur"] < 2)
+    )
+    typical = (
+        (result["occlusion"] == 0)
+        & (result["blur"] == 0)
+        & (result["pose"] == 0)
+        & (result["illumination"] == 0)
+    )
     easy = medium & (result["h"] >= EASY_MIN_HEIGHT) & typical
     for column, keep in zip(KEEP_COLUMNS, (easy, medium, hard), strict=True):
         result[column] = keep.astype("boolean")

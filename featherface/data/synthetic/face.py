@@ -28,12 +28,23 @@ from PIL import Image, ImageChops, ImageDraw, ImageFilter
 Color = tuple[int, int, int]
 
 SKIN_TONES: tuple[Color, ...] = (
-    (255, 224, 200), (240, 192, 150), (222, 170, 124), (196, 134, 92),
-    (160, 104, 66), (114, 72, 46), (78, 50, 34),
+    (255, 224, 200),
+    (240, 192, 150),
+    (222, 170, 124),
+    (196, 134, 92),
+    (160, 104, 66),
+    (114, 72, 46),
+    (78, 50, 34),
 )
 HAIR_COLORS: tuple[Color, ...] = (
-    (18, 15, 14), (40, 28, 20), (80, 52, 32), (130, 88, 52),
-    (198, 160, 100), (160, 72, 36), (145, 142, 138), (226, 222, 212),
+    (18, 15, 14),
+    (40, 28, 20),
+    (80, 52, 32),
+    (130, 88, 52),
+    (198, 160, 100),
+    (160, 72, 36),
+    (145, 142, 138),
+    (226, 222, 212),
 )
 IRIS_COLORS: tuple[Color, ...] = ((55, 36, 22), (92, 62, 34), (58, 96, 136), (68, 104, 66))
 HAIR_STYLES: tuple[str, ...] = ("short", "short", "fringe", "long", "long", "bald", "hat")
@@ -44,8 +55,13 @@ CANVAS_V: tuple[float, float] = (-0.45, 1.5)
 FADE_V: tuple[float, float] = (1.3, 1.5)
 YAW_SHIFT = 0.1
 BLUR_STEP = 2.0
-OUTLINE = np.stack([0.5 + 0.5 * np.cos(np.linspace(0, 2 * np.pi, 96, endpoint=False)),
-                    0.5 + 0.5 * np.sin(np.linspace(0, 2 * np.pi, 96, endpoint=False))], axis=1)
+OUTLINE = np.stack(
+    [
+        0.5 + 0.5 * np.cos(np.linspace(0, 2 * np.pi, 96, endpoint=False)),
+        0.5 + 0.5 * np.sin(np.linspace(0, 2 * np.pi, 96, endpoint=False)),
+    ],
+    axis=1,
+)
 
 
 @dataclass(frozen=True)
@@ -104,8 +120,12 @@ def random_color(rng: np.random.Generator, palette: tuple[Color, ...], jitter: f
     low = int(position)
     high = min(low + 1, len(palette) - 1)
     mix = position - low
-    return _clip_color([(1 - mix) * a + mix * b + jitter * (2 * n - 1)
-                        for a, b, n in zip(palette[low], palette[high], noise, strict=True)])
+    return _clip_color(
+        [
+            (1 - mix) * a + mix * b + jitter * (2 * n - 1)
+            for a, b, n in zip(palette[low], palette[high], noise, strict=True)
+        ]
+    )
 
 
 def sample_style(rng: np.random.Generator, glasses_prob: float) -> FaceStyle:
@@ -142,13 +162,15 @@ def landmarks_unit(style: FaceStyle) -> np.ndarray:
     """
     shift = YAW_SHIFT * style.yaw
     corner_v = style.mouth_v + {"closed": 0.0, "smile": -0.02, "open": 0.04}[style.mouth]
-    return np.array([
-        (0.5 - style.eye_dx + shift, style.eye_v),
-        (0.5 + style.eye_dx + shift, style.eye_v),
-        (0.5 + 1.6 * shift, style.nose_v),
-        (0.5 - style.mouth_dx + shift, corner_v),
-        (0.5 + style.mouth_dx + shift, corner_v),
-    ])
+    return np.array(
+        [
+            (0.5 - style.eye_dx + shift, style.eye_v),
+            (0.5 + style.eye_dx + shift, style.eye_v),
+            (0.5 + 1.6 * shift, style.nose_v),
+            (0.5 - style.mouth_dx + shift, corner_v),
+            (0.5 + style.mouth_dx + shift, corner_v),
+        ]
+    )
 
 
 def supersampling(height: float) -> int:
@@ -164,8 +186,9 @@ class _Pen:
     per 3 px of its perimeter (12 to 100 vertices).
     """
 
-    def __init__(self, image: Image.Image, matrix: np.ndarray, shift: np.ndarray,
-                 unit: float) -> None:
+    def __init__(
+        self, image: Image.Image, matrix: np.ndarray, shift: np.ndarray, unit: float
+    ) -> None:
         self.draw = ImageDraw.Draw(image)
         self.matrix = matrix
         self.shift = shift - 0.5
@@ -178,15 +201,24 @@ class _Pen:
     def width(self, width_v: float) -> int:
         return max(1, round(width_v * self.unit))
 
-    def ellipse(self, u: float, v: float, ru: float, rv: float, fill: Color | None,
-                outline: Color | None = None, width_v: float = 0.0) -> None:
+    def ellipse(
+        self,
+        u: float,
+        v: float,
+        ru: float,
+        rv: float,
+        fill: Color | None,
+        outline: Color | None = None,
+        width_v: float = 0.0,
+    ) -> None:
         circle = _unit_circle(int(min(100, max(12, 2.1 * self.unit * max(ru, rv)))))
         points = self._map(circle * (ru, rv) + (u, v))
         if fill is not None:
             self.draw.polygon(points, fill=fill)
         if outline is not None:
-            self.draw.line(points + points[:1], fill=outline, width=self.width(width_v),
-                           joint="curve")
+            self.draw.line(
+                points + points[:1], fill=outline, width=self.width(width_v), joint="curve"
+            )
 
     def circle(self, u: float, v: float, radius_v: float, fill: Color, aspect: float) -> None:
         """A circle of ``radius_v`` head heights on the upright face (``aspect`` = box w / h)."""
@@ -196,8 +228,9 @@ class _Pen:
         self.draw.polygon(self._map(np.array(points)), fill=fill)
 
     def line(self, points: list[tuple[float, float]], width_v: float, fill: Color) -> None:
-        self.draw.line(self._map(np.array(points)), fill=fill, width=self.width(width_v),
-                       joint="curve")
+        self.draw.line(
+            self._map(np.array(points)), fill=fill, width=self.width(width_v), joint="curve"
+        )
 
 
 @functools.cache
@@ -252,16 +285,20 @@ def _draw_head(pen: _Pen, style: FaceStyle) -> None:
             pen.ellipse(side, 0.18, 0.05, 0.17, style.hair)
     elif style.hair_style == "fringe":
         teeth = [(0.1 + 0.8 * i / 8, edge + (0.12 if i % 2 else 0.06)) for i in range(9)]
-        pen.polygon([(0.06, 0.3), (0.06, -0.1), (0.5, -0.3), (0.94, -0.1), (0.94, 0.3),
-                     *teeth[::-1]], style.hair)
+        pen.polygon(
+            [(0.06, 0.3), (0.06, -0.1), (0.5, -0.3), (0.94, -0.1), (0.94, 0.3), *teeth[::-1]],
+            style.hair,
+        )
     elif style.hair_style == "hat":
-        pen.polygon([(0.1, edge + 0.02), (0.16, -0.4), (0.84, -0.4), (0.9, edge + 0.02)],
-                    style.clothes)
+        pen.polygon(
+            [(0.1, edge + 0.02), (0.16, -0.4), (0.84, -0.4), (0.9, edge + 0.02)], style.clothes
+        )
         pen.ellipse(0.5, edge + 0.02, 0.62, 0.07, shade(style.clothes, 0.7))
     if style.hair_style == "long":
         for u in (0.1, 0.9):
-            pen.polygon([(u - 0.06, 0.1), (u + 0.05, 0.1), (u + 0.03, 0.85), (u - 0.1, 0.9)],
-                        style.hair)
+            pen.polygon(
+                [(u - 0.06, 0.1), (u + 0.05, 0.1), (u + 0.03, 0.85), (u - 0.1, 0.9)], style.hair
+            )
 
 
 def _draw_eyes(pen: _Pen, style: FaceStyle) -> None:
@@ -278,8 +315,11 @@ def _draw_eyes(pen: _Pen, style: FaceStyle) -> None:
         lid = [(u - width, v + 0.004), (u, v - height - 0.004), (u + width, v + 0.004)]
         pen.line(lid, 0.01, shade(style.skin, 0.35))
         brow_v = v - 0.085 - brow_lift
-        brow = [(u - 1.2 * width, brow_v + 0.015), (u, brow_v - 0.01),
-                (u + 1.2 * width, brow_v + 0.01)]
+        brow = [
+            (u - 1.2 * width, brow_v + 0.015),
+            (u, brow_v - 0.01),
+            (u + 1.2 * width, brow_v + 0.01),
+        ]
         pen.line(brow, 0.022, shade(style.hair, 0.7))
 
 
@@ -298,18 +338,36 @@ def _draw_nose_mouth(pen: _Pen, style: FaceStyle) -> None:
     if style.mouth == "open":
         pen.ellipse(mid, corner_v, right_u - mid, 0.085, lips)
         pen.ellipse(mid, corner_v + 0.005, 0.8 * (right_u - mid), 0.065, (45, 15, 18))
-        pen.polygon([(mid - 0.06, corner_v - 0.05), (mid + 0.06, corner_v - 0.05),
-                     (mid + 0.055, corner_v - 0.025), (mid - 0.055, corner_v - 0.025)],
-                    (235, 230, 220))
+        pen.polygon(
+            [
+                (mid - 0.06, corner_v - 0.05),
+                (mid + 0.06, corner_v - 0.05),
+                (mid + 0.055, corner_v - 0.025),
+                (mid - 0.055, corner_v - 0.025),
+            ],
+            (235, 230, 220),
+        )
         return
     dip = 0.02 if style.mouth == "smile" else 0.0
-    upper = [(left_u, corner_v), (mid - 0.04, corner_v - 0.02 + dip), (mid, corner_v - 0.012 + dip),
-             (mid + 0.04, corner_v - 0.02 + dip), (right_u, corner_v)]
-    lower = [(right_u, corner_v), (mid + 0.05, corner_v + 0.03 + dip),
-             (mid - 0.05, corner_v + 0.03 + dip), (left_u, corner_v)]
+    upper = [
+        (left_u, corner_v),
+        (mid - 0.04, corner_v - 0.02 + dip),
+        (mid, corner_v - 0.012 + dip),
+        (mid + 0.04, corner_v - 0.02 + dip),
+        (right_u, corner_v),
+    ]
+    lower = [
+        (right_u, corner_v),
+        (mid + 0.05, corner_v + 0.03 + dip),
+        (mid - 0.05, corner_v + 0.03 + dip),
+        (left_u, corner_v),
+    ]
     pen.polygon(upper + lower, lips)
-    pen.line([(left_u, corner_v), (mid, corner_v + 0.006 + dip), (right_u, corner_v)], 0.01,
-             shade(lips, 0.45))
+    pen.line(
+        [(left_u, corner_v), (mid, corner_v + 0.006 + dip), (right_u, corner_v)],
+        0.01,
+        shade(lips, 0.45),
+    )
 
 
 def _draw_glasses(pen: _Pen, style: FaceStyle) -> None:
@@ -325,8 +383,9 @@ def _draw_glasses(pen: _Pen, style: FaceStyle) -> None:
     pen.line([(right[0] + 0.11, bridge_v), (0.95, bridge_v + 0.02)], 0.014, frame)
 
 
-def render_face(style: FaceStyle, height: float, rotation_deg: float, squash: float,
-                blur_sigma: float) -> FacePatch:
+def render_face(
+    style: FaceStyle, height: float, rotation_deg: float, squash: float, blur_sigma: float
+) -> FacePatch:
     """Render ``style`` so that its transformed head box is ``height`` px high.
 
     ``squash`` (<= 1) scales the face's width before the rotation by ``rotation_deg``; the scale
@@ -356,8 +415,11 @@ def render_face(style: FaceStyle, height: float, rotation_deg: float, squash: fl
     bounds = image.getbbox(alpha_only=True) or (0, 0, 1, 1)
     offset = shift - bounds[:2]
     outline = OUTLINE @ linear.T + offset
-    return FacePatch(image=image.crop(bounds), landmarks=landmarks_unit(style) @ linear.T + offset,
-                     head=np.concatenate([outline.min(axis=0), outline.max(axis=0)]))
+    return FacePatch(
+        image=image.crop(bounds),
+        landmarks=landmarks_unit(style) @ linear.T + offset,
+        head=np.concatenate([outline.min(axis=0), outline.max(axis=0)]),
+    )
 
 
 def _fade_shoulders(image: Image.Image, v_row: np.ndarray, shift: np.ndarray) -> None:

@@ -113,10 +113,13 @@ class Canvas:
                 continue
             if alpha is None:
                 alpha = np.asarray(layer.image.getchannel("A"), dtype=np.float32) / 255.0
-            above = alpha[overlap[1] - layer.y:overlap[3] - layer.y,
-                          overlap[0] - layer.x:overlap[2] - layer.x]
-            part = cover[overlap[1] - box[1]:overlap[3] - box[1],
-                         overlap[0] - box[0]:overlap[2] - box[0]]
+            above = alpha[
+                overlap[1] - layer.y : overlap[3] - layer.y,
+                overlap[0] - layer.x : overlap[2] - layer.x,
+            ]
+            part = cover[
+                overlap[1] - box[1] : overlap[3] - box[1], overlap[0] - box[0] : overlap[2] - box[0]
+            ]
             part[...] = 1.0 - (1.0 - part) * (1.0 - above)
 
     def add_face(self, layer: Layer, box: Box) -> None:
@@ -124,13 +127,26 @@ class Canvas:
         self.paste(layer)
         x, y, w, h = box
         own = np.zeros((h, w), dtype=np.float32)
-        inside = _intersection((x, y, x + w, y + h), (layer.x, layer.y, layer.x + layer.image.width,
-                                                      layer.y + layer.image.height))
+        inside = _intersection(
+            (x, y, x + w, y + h),
+            (layer.x, layer.y, layer.x + layer.image.width, layer.y + layer.image.height),
+        )
         if inside is not None:
-            alpha = np.asarray(layer.image.crop((inside[0] - layer.x, inside[1] - layer.y,
-                                                 inside[2] - layer.x, inside[3] - layer.y))
-                               .getchannel("A"), dtype=np.float32) / 255.0
-            own[inside[1] - y:inside[3] - y, inside[0] - x:inside[2] - x] = alpha
+            alpha = (
+                np.asarray(
+                    layer.image.crop(
+                        (
+                            inside[0] - layer.x,
+                            inside[1] - layer.y,
+                            inside[2] - layer.x,
+                            inside[3] - layer.y,
+                        )
+                    ).getchannel("A"),
+                    dtype=np.float32,
+                )
+                / 255.0
+            )
+            own[inside[1] - y : inside[3] - y, inside[0] - x : inside[2] - x] = alpha
         self._boxes.append((x, y, x + w, y + h))
         self._own.append(own)
         self._cover.append(np.zeros((h, w), dtype=np.float32))
@@ -152,8 +168,9 @@ def image_rng(seed: int, split: str, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, SPLIT_CODES[split], index])
 
 
-def _sample_plan(rng: np.random.Generator, config: SyntheticConfig,
-                 size: tuple[int, int]) -> FacePlan:
+def _sample_plan(
+    rng: np.random.Generator, config: SyntheticConfig, size: tuple[int, int]
+) -> FacePlan:
     """Height log-uniform in the config's range (at most 0.8 of the shorter image side);
     rotation ``N(0, (max/3)^2)`` clipped to ``±rotation_max_deg``; squash ``1 - |N(0, 0.12^2)|``
     clipped to >= 0.6; face blur ``sigma = h * U(0.01, 0.08)`` with probability ``blur_prob``;
@@ -180,8 +197,9 @@ def _face_count(rng: np.random.Generator, config: SyntheticConfig, event: Event)
     return min(count, config.max_faces)
 
 
-def _place(rng: np.random.Generator, plans: list[FacePlan], size: tuple[int, int],
-           min_height: float) -> list[FacePlan]:
+def _place(
+    rng: np.random.Generator, plans: list[FacePlan], size: tuple[int, int], min_height: float
+) -> list[FacePlan]:
     """Give each plan a box position, largest first; shrink by ``SHRINK`` when no spot is found
     (scaling its blur too) and drop a face that would fall below ``min_height``."""
     placed: list[FacePlan] = []
@@ -189,8 +207,9 @@ def _place(rng: np.random.Generator, plans: list[FacePlan], size: tuple[int, int
     footprints: list[tuple[float, float, float, float]] = []
     for plan in sorted(plans, key=lambda p: -p.height):
         while plan.height >= min_height:
-            half_w, half_h = head_half_extents(plan.style.aspect, plan.squash,
-                                               math.radians(plan.rotation_deg))
+            half_w, half_h = head_half_extents(
+                plan.style.aspect, plan.squash, math.radians(plan.rotation_deg)
+            )
             box = (0.0, 0.0, plan.height * half_w / half_h, plan.height)
             spot = find_spot(rng, box[2:], size, boxes, footprints)
             if spot is not None:
@@ -202,8 +221,9 @@ def _place(rng: np.random.Generator, plans: list[FacePlan], size: tuple[int, int
     return placed
 
 
-def _footprint(box: tuple[float, float, float, float],
-               occluded: bool) -> tuple[float, float, float, float]:
+def _footprint(
+    box: tuple[float, float, float, float], occluded: bool
+) -> tuple[float, float, float, float]:
     """``(x0, y0, x1, y1)`` that a face with box ``(x, y, w, h)`` may paint: 0.35 w beside it,
     0.45 h above (hair, hat) and 0.5 h below (neck, shoulders), plus half the larger side all
     round when it has an occluder."""
@@ -222,16 +242,22 @@ def _box(head: np.ndarray, offset: tuple[int, int], size: tuple[int, int]) -> Bo
     return x0, y0, x1 - x0, y1 - y0
 
 
-def _paint(rng: np.random.Generator, canvas: Canvas, plans: list[FacePlan], event: Event,
-           size: tuple[int, int]) -> list[tuple[FacePlan, Box, np.ndarray]]:
+def _paint(
+    rng: np.random.Generator,
+    canvas: Canvas,
+    plans: list[FacePlan],
+    event: Event,
+    size: tuple[int, int],
+) -> list[tuple[FacePlan, Box, np.ndarray]]:
     """Render and paste the faces smallest first, each followed by its occluder if it has one.
 
     Returns ``(plan, box, landmarks [5, 2] in image pixels)`` in painting order.
     """
     painted = []
     for plan in sorted(plans, key=lambda p: p.height):
-        patch = render_face(plan.style, plan.height, plan.rotation_deg, plan.squash,
-                            plan.blur_sigma)
+        patch = render_face(
+            plan.style, plan.height, plan.rotation_deg, plan.squash, plan.blur_sigma
+        )
         centre = 0.5 * (patch.head[:2] + patch.head[2:])
         target = (plan.left + 0.5 * (patch.head[2] - patch.head[0]), plan.top + 0.5 * plan.height)
         offset = (round(target[0] - centre[0]), round(target[1] - centre[1]))
@@ -254,36 +280,72 @@ def render_image(config: SyntheticConfig, split: str, index: int) -> RenderedIma
     """
     rng = image_rng(config.seed, split, index)
     event = EVENTS[int(rng.integers(len(EVENTS)))]
-    size = (int(rng.integers(config.min_image_size, config.max_image_size + 1)),
-            int(rng.integers(config.min_image_size, config.max_image_size + 1)))
+    size = (
+        int(rng.integers(config.min_image_size, config.max_image_size + 1)),
+        int(rng.integers(config.min_image_size, config.max_image_size + 1)),
+    )
     background = draw_background(rng, event, *size)
-    distractor_heights = (config.min_face_height, max(config.min_face_height,
-                                                      min(config.max_face_height, 0.5 * min(size))))
-    draw_distractors(rng, background, int(rng.integers(config.distractors_max + 1)),
-                     distractor_heights)
+    distractor_heights = (
+        config.min_face_height,
+        max(config.min_face_height, min(config.max_face_height, 0.5 * min(size))),
+    )
+    draw_distractors(
+        rng, background, int(rng.integers(config.distractors_max + 1)), distractor_heights
+    )
     plans = [_sample_plan(rng, config, size) for _ in range(_face_count(rng, config, event))]
     canvas = Canvas(background)
     painted = _paint(rng, canvas, _place(rng, plans, size, config.min_face_height), event, size)
-    spots = [(box[0] + 0.5 * box[2], box[1] + 0.5 * box[3], 0.6 * box[3], plan.light)
-             for plan, box, _ in painted if plan.light != 0.0]
+    spots = [
+        (box[0] + 0.5 * box[2], box[1] + 0.5 * box[3], 0.6 * box[3], plan.light)
+        for plan, box, _ in painted
+        if plan.light != 0.0
+    ]
     light = lighting(rng, size[0], size[1], spots)
     image_sigma = rng.uniform(0.6, 2.0) if rng.random() < 0.5 * config.blur_prob else 0.0
     image = finish(canvas.image, light, image_sigma, rng.uniform(1.0, 7.0), rng)
-    rows = [_face_row(position, plan, box, landmarks, canvas.hidden_fraction(position),
-                      light.at(box[0] + box[2] // 2, box[1] + box[3] // 2), image_sigma)
-            for position, (plan, box, landmarks) in enumerate(painted)]
+    rows = [
+        _face_row(
+            position,
+            plan,
+            box,
+            landmarks,
+            canvas.hidden_fraction(position),
+            light.at(box[0] + box[2] // 2, box[1] + box[3] // 2),
+            image_sigma,
+        )
+        for position, (plan, box, landmarks) in enumerate(painted)
+    ]
     return RenderedImage(image=image, event=event, faces=rows)
 
 
-def _face_row(position: int, plan: FacePlan, box: Box, landmarks: np.ndarray, hidden: float,
-              light: tuple[float, float], image_sigma: float) -> dict[str, float]:
+def _face_row(
+    position: int,
+    plan: FacePlan,
+    box: Box,
+    landmarks: np.ndarray,
+    hidden: float,
+    light: tuple[float, float],
+    image_sigma: float,
+) -> dict[str, float]:
     """One ``faces`` row without ``image_id`` and the keep columns."""
     attributes = face_attributes(
-        height=box[3], blur_sigma=combined_sigma(plan.blur_sigma, image_sigma),
-        expression=plan.style.expression, shade=light[0], glare=light[1], hidden=hidden,
-        rotation_deg=plan.rotation_deg, squash=plan.squash, yaw=plan.style.yaw)
-    row: dict[str, float] = {"face_index": position, "x": box[0], "y": box[1], "w": box[2],
-                             "h": box[3]}
+        height=box[3],
+        blur_sigma=combined_sigma(plan.blur_sigma, image_sigma),
+        expression=plan.style.expression,
+        shade=light[0],
+        glare=light[1],
+        hidden=hidden,
+        rotation_deg=plan.rotation_deg,
+        squash=plan.squash,
+        yaw=plan.style.yaw,
+    )
+    row: dict[str, float] = {
+        "face_index": position,
+        "x": box[0],
+        "y": box[1],
+        "w": box[2],
+        "h": box[3],
+    }
     row.update(zip(LANDMARK_COLUMNS, landmarks.reshape(-1).tolist(), strict=True))
     row.update(attributes)
     return row
@@ -309,13 +371,20 @@ def _write_image(task: tuple[SyntheticConfig, str, int, int, str]) -> tuple[dict
     temporary = target.with_suffix(".jpg.tmp")
     temporary.write_bytes(buffer.getvalue())
     os.replace(temporary, target)
-    image_row = {"image_id": image_id, "path": path, "event": rendered.event.name,
-                 "width": rendered.image.width, "height": rendered.image.height, "split": split}
+    image_row = {
+        "image_id": image_id,
+        "path": path,
+        "event": rendered.event.name,
+        "width": rendered.image.width,
+        "height": rendered.image.height,
+        "split": split,
+    }
     return image_row, [{"image_id": image_id, **row} for row in rendered.faces]
 
 
-def _results(tasks: list[tuple[SyntheticConfig, str, int, int, str]],
-             workers: int) -> Iterator[tuple[dict, list[dict]]]:
+def _results(
+    tasks: list[tuple[SyntheticConfig, str, int, int, str]], workers: int
+) -> Iterator[tuple[dict, list[dict]]]:
     """Rows of every task in task order, from a spawn-started pool when ``workers > 1``."""
     if workers == 1 or len(tasks) <= 1:
         yield from map(_write_image, tasks)
@@ -325,9 +394,13 @@ def _results(tasks: list[tuple[SyntheticConfig, str, int, int, str]],
         yield from pool.imap(_write_image, tasks, chunksize=CHUNKSIZE)
 
 
-def generate_split(images_dir: Path, split: str, config: SyntheticConfig,
-                   first_image_id: int = 0, progress: Callable[[int], None] | None = None,
-                   ) -> tuple[pd.DataFrame, pd.DataFrame]:
+def generate_split(
+    images_dir: Path,
+    split: str,
+    config: SyntheticConfig,
+    first_image_id: int = 0,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Render ``config.num_<split>`` images as JPEG into ``images_dir/<event>/<name>.jpg``.
 
     Returns the canonical ``(images, faces)`` tables of :mod:`featherface.data.schema`, rows in
@@ -339,8 +412,9 @@ def generate_split(images_dir: Path, split: str, config: SyntheticConfig,
     needs the usual ``if __name__ == "__main__":`` guard.
     """
     count = config.num_images(split)
-    tasks = [(config, split, index, first_image_id + index, str(images_dir))
-             for index in range(count)]
+    tasks = [
+        (config, split, index, first_image_id + index, str(images_dir)) for index in range(count)
+    ]
     image_rows: list[dict] = []
     face_rows: list[dict] = []
     for image_row, rows in _results(tasks, config.workers):

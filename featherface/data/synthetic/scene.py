@@ -41,21 +41,87 @@ class Event:
 
 
 EVENTS: tuple[Event, ...] = (
-    Event("0--Street", (150, 180, 210), (85, 85, 90),
-          ((120, 120, 125), (150, 70, 50), (200, 190, 170), (60, 60, 70), (220, 200, 60),
-           (40, 90, 150)), (20, 45), 0.6, 1.6),
-    Event("1--Office", (225, 220, 205), (150, 130, 110),
-          ((245, 245, 240), (90, 90, 95), (160, 120, 80), (40, 60, 90), (200, 200, 210),
-           (120, 150, 170)), (12, 30), 0.5, 2.0),
-    Event("2--Park", (150, 200, 235), (70, 130, 60),
-          ((40, 110, 40), (90, 160, 60), (100, 70, 40), (200, 190, 80), (220, 120, 150),
-           (60, 140, 120)), (20, 50), 0.0, 2.0),
-    Event("3--Crowd", (120, 120, 130), (60, 55, 60),
-          ((200, 40, 40), (40, 60, 180), (230, 200, 40), (30, 30, 30), (240, 240, 240),
-           (60, 150, 70), (160, 60, 160)), (40, 90), 0.1, 0.45),
-    Event("4--Indoor", (200, 170, 130), (110, 75, 50),
-          ((230, 210, 170), (140, 40, 40), (90, 60, 40), (200, 180, 150), (60, 70, 80),
-           (180, 140, 60)), (15, 35), 0.3, 1.8),
+    Event(
+        "0--Street",
+        (150, 180, 210),
+        (85, 85, 90),
+        (
+            (120, 120, 125),
+            (150, 70, 50),
+            (200, 190, 170),
+            (60, 60, 70),
+            (220, 200, 60),
+            (40, 90, 150),
+        ),
+        (20, 45),
+        0.6,
+        1.6,
+    ),
+    Event(
+        "1--Office",
+        (225, 220, 205),
+        (150, 130, 110),
+        (
+            (245, 245, 240),
+            (90, 90, 95),
+            (160, 120, 80),
+            (40, 60, 90),
+            (200, 200, 210),
+            (120, 150, 170),
+        ),
+        (12, 30),
+        0.5,
+        2.0,
+    ),
+    Event(
+        "2--Park",
+        (150, 200, 235),
+        (70, 130, 60),
+        (
+            (40, 110, 40),
+            (90, 160, 60),
+            (100, 70, 40),
+            (200, 190, 80),
+            (220, 120, 150),
+            (60, 140, 120),
+        ),
+        (20, 50),
+        0.0,
+        2.0,
+    ),
+    Event(
+        "3--Crowd",
+        (120, 120, 130),
+        (60, 55, 60),
+        (
+            (200, 40, 40),
+            (40, 60, 180),
+            (230, 200, 40),
+            (30, 30, 30),
+            (240, 240, 240),
+            (60, 150, 70),
+            (160, 60, 160),
+        ),
+        (40, 90),
+        0.1,
+        0.45,
+    ),
+    Event(
+        "4--Indoor",
+        (200, 170, 130),
+        (110, 75, 50),
+        (
+            (230, 210, 170),
+            (140, 40, 40),
+            (90, 60, 40),
+            (200, 180, 150),
+            (60, 70, 80),
+            (180, 140, 60),
+        ),
+        (15, 35),
+        0.3,
+        1.8,
+    ),
 )
 
 
@@ -69,8 +135,7 @@ class Layer:
     y: int
 
 
-def draw_background(rng: np.random.Generator, event: Event, width: int,
-                    height: int) -> Image.Image:
+def draw_background(rng: np.random.Generator, event: Event, width: int, height: int) -> Image.Image:
     """A cluttered RGB background of ``width`` x ``height`` px for ``event``.
 
     A tilted two-colour gradient plus value noise, computed at a quarter of the size and
@@ -119,8 +184,13 @@ def _value_noise(rng: np.random.Generator, width: int, height: int) -> np.ndarra
     return total[..., None]
 
 
-def _draw_windows(rng: np.random.Generator, draw: ImageDraw.ImageDraw,
-                  palette: tuple[Color, ...], width: int, height: int) -> None:
+def _draw_windows(
+    rng: np.random.Generator,
+    draw: ImageDraw.ImageDraw,
+    palette: tuple[Color, ...],
+    width: int,
+    height: int,
+) -> None:
     """A grid of 2-8 x 2-8 equal rectangles with gaps over a random part of the image."""
     x0, y0 = rng.uniform(0, 0.6) * width, rng.uniform(0, 0.6) * height
     x1, y1 = x0 + rng.uniform(0.2, 0.6) * width, y0 + rng.uniform(0.2, 0.6) * height
@@ -131,12 +201,18 @@ def _draw_windows(rng: np.random.Generator, draw: ImageDraw.ImageDraw,
     for row in range(rows):
         for col in range(cols):
             left, upper = x0 + col * cell_w, y0 + row * cell_h
-            draw.rectangle((left, upper, left + (1 - gap) * cell_w, upper + (1 - gap) * cell_h),
-                           fill=color)
+            draw.rectangle(
+                (left, upper, left + (1 - gap) * cell_w, upper + (1 - gap) * cell_h), fill=color
+            )
 
 
-def _draw_shapes(rng: np.random.Generator, draw: ImageDraw.ImageDraw,
-                 palette: tuple[Color, ...], count: int, size: tuple[int, int]) -> None:
+def _draw_shapes(
+    rng: np.random.Generator,
+    draw: ImageDraw.ImageDraw,
+    palette: tuple[Color, ...],
+    count: int,
+    size: tuple[int, int],
+) -> None:
     """``count`` rectangles, ellipses or 3-7 sided polygons (kind uniform), half-sides
     log-uniform in 2-40% of the shorter image side times U(0.3, 1) per axis, opacity 140-255."""
     rows = rng.random((count, 6))
@@ -156,8 +232,9 @@ def _draw_shapes(rng: np.random.Generator, draw: ImageDraw.ImageDraw,
             draw.polygon([tuple(p) for p in points.tolist()], fill=color)
 
 
-def ellipse_points(centre: np.ndarray, radii: tuple[float, float], angle: float,
-                   count: int = 40) -> np.ndarray:
+def ellipse_points(
+    centre: np.ndarray, radii: tuple[float, float], angle: float, count: int = 40
+) -> np.ndarray:
     """float64 ``[count, 2]`` points of an ellipse with ``radii`` rotated by ``angle`` (rad)."""
     t = np.linspace(0, 2 * np.pi, count, endpoint=False)
     local = np.stack([radii[0] * np.cos(t), radii[1] * np.sin(t)], axis=1)
@@ -165,8 +242,9 @@ def ellipse_points(centre: np.ndarray, radii: tuple[float, float], angle: float,
     return centre + local @ np.array([[cos, sin], [-sin, cos]])
 
 
-def draw_distractors(rng: np.random.Generator, image: Image.Image, count: int,
-                     heights: tuple[float, float]) -> None:
+def draw_distractors(
+    rng: np.random.Generator, image: Image.Image, count: int, heights: tuple[float, float]
+) -> None:
     """Draw ``count`` face-like hard negatives on ``image`` in place.
 
     Each is a skin-coloured ellipse (width 0.7-0.9 of its height, log-uniform in ``heights``,
@@ -187,11 +265,14 @@ def draw_distractors(rng: np.random.Generator, image: Image.Image, count: int,
             draw.polygon(_points(neck), fill=shade(skin, 0.8))
         draw.polygon(_points(ellipse_points(centre, radii, angle)), fill=skin)
         shine = centre - (0.2 * radii[0], 0.25 * radii[1])
-        draw.polygon(_points(ellipse_points(shine, (0.4 * radii[0], 0.3 * radii[1]), angle)),
-                     fill=(*shade(skin, 1.08), 150))
+        draw.polygon(
+            _points(ellipse_points(shine, (0.4 * radii[0], 0.3 * radii[1]), angle)),
+            fill=(*shade(skin, 1.08), 150),
+        )
         if kind == 1:
-            cap = ellipse_points(centre - (0, 0.15 * height), (radii[0] * 1.05, radii[1] * 0.9),
-                                 angle)
+            cap = ellipse_points(
+                centre - (0, 0.15 * height), (radii[0] * 1.05, radii[1] * 0.9), angle
+            )
             draw.polygon(_points(cap), fill=random_color(rng, HAIR_COLORS, 10))
 
 
@@ -210,8 +291,9 @@ def rasterize(polygon: np.ndarray, color: Color) -> Layer:
     return Layer(image=canvas, x=x0, y=y0)
 
 
-def make_occluder(rng: np.random.Generator, box: Box, landmarks: np.ndarray,
-                  palette: tuple[Color, ...]) -> Layer:
+def make_occluder(
+    rng: np.random.Generator, box: Box, landmarks: np.ndarray, palette: tuple[Color, ...]
+) -> Layer:
     """An object in front of the face with box ``box`` = (x, y, w, h).
 
     One of: a bar (pole, sign, arm) 0.15-0.6 face sizes thick and 2 long crossing the face at a
@@ -232,8 +314,14 @@ def make_occluder(rng: np.random.Generator, box: Box, landmarks: np.ndarray,
         middle = centre + normal * rng.uniform(-0.5, 0.5) * size
         along = np.array([-normal[1], normal[0]]) * size
         across = normal * 0.5 * thick
-        bar = np.stack([middle - along - across, middle + along - across,
-                        middle + along + across, middle - along + across])
+        bar = np.stack(
+            [
+                middle - along - across,
+                middle + along - across,
+                middle + along + across,
+                middle - along + across,
+            ]
+        )
         return rasterize(bar, color)
     radius = rng.uniform(0.3, 0.6) * size
     depth = rng.uniform(0.1, 1.1) * size
@@ -253,10 +341,14 @@ def _mask_polygon(landmarks: np.ndarray) -> np.ndarray:
     return np.array([landmarks[2] + d * (u * ex + v * ey) for u, v in frame])
 
 
-def find_spot(rng: np.random.Generator, size: tuple[float, float], image_size: tuple[int, int],
-              boxes: list[tuple[float, float, float, float]],
-              footprints: list[tuple[float, float, float, float]],
-              tries: int = 30) -> tuple[float, float] | None:
+def find_spot(
+    rng: np.random.Generator,
+    size: tuple[float, float],
+    image_size: tuple[int, int],
+    boxes: list[tuple[float, float, float, float]],
+    footprints: list[tuple[float, float, float, float]],
+    tries: int = 30,
+) -> tuple[float, float] | None:
     """Top-left corner for a box of ``size = (w, h)`` inside the image: the first acceptable of
     ``tries`` uniform candidates, or None.
 
@@ -289,10 +381,12 @@ def find_spot(rng: np.random.Generator, size: tuple[float, float], image_size: t
 def _overlap(boxes: np.ndarray, rects: np.ndarray) -> np.ndarray:
     """Intersection areas, float64 ``[T, N]``, of ``boxes`` ``[T, 4]`` with ``rects`` ``[N, 4]``,
     all ``(x0, y0, x1, y1)``."""
-    inter_w = (np.minimum(boxes[:, None, 2], rects[None, :, 2])
-               - np.maximum(boxes[:, None, 0], rects[None, :, 0]))
-    inter_h = (np.minimum(boxes[:, None, 3], rects[None, :, 3])
-               - np.maximum(boxes[:, None, 1], rects[None, :, 1]))
+    inter_w = np.minimum(boxes[:, None, 2], rects[None, :, 2]) - np.maximum(
+        boxes[:, None, 0], rects[None, :, 0]
+    )
+    inter_h = np.minimum(boxes[:, None, 3], rects[None, :, 3]) - np.maximum(
+        boxes[:, None, 1], rects[None, :, 1]
+    )
     return np.clip(inter_w, 0, None) * np.clip(inter_h, 0, None)
 
 
@@ -311,8 +405,12 @@ class Lighting:
         return self.shade.getpixel((x, y)) / 255.0, glare
 
 
-def lighting(rng: np.random.Generator, width: int, height: int,
-             spots: list[tuple[float, float, float, float]]) -> Lighting:
+def lighting(
+    rng: np.random.Generator,
+    width: int,
+    height: int,
+    spots: list[tuple[float, float, float, float]],
+) -> Lighting:
     """The scene light, computed at a quarter of the size and upsampled bilinearly.
 
     ``shade = e * (1 - g * (1 + d) / 2) * prod_dark (1 - s * b)`` with exposure e ~ U(0.8, 1),
@@ -325,8 +423,9 @@ def lighting(rng: np.random.Generator, width: int, height: int,
     cols = (np.arange(small[0], dtype=np.float32) + 0.5) * (width / small[0])
     rows = (np.arange(small[1], dtype=np.float32) + 0.5) * (height / small[1])
     angle = rng.uniform(0, 2 * np.pi)
-    ramp = ((rows[:, None] / height - 0.5) * math.sin(angle)
-            + (cols[None, :] / width - 0.5) * math.cos(angle))
+    ramp = (rows[:, None] / height - 0.5) * math.sin(angle) + (
+        cols[None, :] / width - 0.5
+    ) * math.cos(angle)
     shade = rng.uniform(0.8, 1.0) * (1.0 - rng.uniform(0, 0.3) * (0.5 + ramp))
     clear = np.ones_like(shade)
     for cx, cy, radius, strength in spots:
@@ -336,8 +435,10 @@ def lighting(rng: np.random.Generator, width: int, height: int,
         else:
             clear *= 1.0 - strength * bump
     glares = any(strength > 0 for *_, strength in spots)
-    return Lighting(shade=_full_size(shade, (width, height)),
-                    glare=_full_size(1.0 - clear, (width, height)) if glares else None)
+    return Lighting(
+        shade=_full_size(shade, (width, height)),
+        glare=_full_size(1.0 - clear, (width, height)) if glares else None,
+    )
 
 
 def _full_size(values: np.ndarray, size: tuple[int, int]) -> Image.Image:
@@ -346,8 +447,13 @@ def _full_size(values: np.ndarray, size: tuple[int, int]) -> Image.Image:
     return image.resize(size, Image.Resampling.BILINEAR)
 
 
-def finish(image: Image.Image, light: Lighting, blur_sigma: float, noise_sigma: float,
-           rng: np.random.Generator) -> Image.Image:
+def finish(
+    image: Image.Image,
+    light: Lighting,
+    blur_sigma: float,
+    noise_sigma: float,
+    rng: np.random.Generator,
+) -> Image.Image:
     """The camera: Gaussian-blur the whole image by ``blur_sigma`` px (0 = none), apply the
     ``light``, add grey uniform noise of standard deviation ``noise_sigma`` levels (rounded to
     integers, the same on all channels) clipped to 0..255."""
