@@ -1,0 +1,1 @@
+"""Losses, distillation losses, the trainer and its callbacks."""
