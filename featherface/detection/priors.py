@@ -55,7 +55,7 @@ class PriorConfig:
         """Anchors per cell on each level, e.g. ``(2, 2, 2)`` for the default layout."""
         return tuple(len(ms) for ms in self.min_sizes)
 
-    def priors(self, image_size: tuple[int, int]) -> Tensor:
+    def prior_boxes(self, image_size: tuple[int, int]) -> Tensor:
         """``Tensor[A, 4]`` priors of this layout for a ``(height, width)`` input."""
         return prior_boxes(image_size, self.min_sizes, self.steps, self.clip)
 
