@@ -161,3 +161,53 @@ def data_validate(
         write_json(json_out, report.to_dict())
     if not report.success:
         raise typer.Exit(code=1)
+
+
+@app.command("import-weights")
+@reports_errors
+def import_weights(
+    src: Annotated[Path, typer.Argument(help="Checkpoint in the original code's key layout.")],
+    dest: Annotated[Path, typer.Argument(help="Where to write the converted checkpoint.")],
+    arch: Annotated[
+        Literal["featherface-v1", "retinaface-mnet025"], typer.Option(help="Architecture.")
+    ] = "featherface-v1",
+) -> None:
+    """Convert a published checkpoint into this package's layout (every tensor used)."""
+    from featherface.models.checkpoint import save_checkpoint
+    from featherface.models.convert import load_reference_checkpoint
+
+    model = load_reference_checkpoint(arch, src)
+    save_checkpoint(dest, arch, model)
+    count = sum(parameter.numel() for parameter in model.parameters())
+    console.print(f"{arch}: {count:,} parameters converted from {src} to {dest}")
+
+
+@app.command()
+@reports_errors
+def info(
+    name: Annotated[str, typer.Argument(help="Registered model name, e.g. featherface-v1.")],
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print JSON instead of a table.")
+    ] = False,
+    size: Annotated[int, typer.Option(help="Square input side for GMACs and anchors.")] = 640,
+) -> None:
+    """Per-module parameters (true and paper convention), GMACs and anchors of a model."""
+    from featherface.models import build_model
+    from featherface.models.summary import model_summary
+
+    summary = model_summary(build_model(name), name, size)
+    if json_output:
+        typer.echo(json.dumps(summary, indent=2))
+        return
+    table = Table(title=f"{name} at {size}x{size}")
+    for column in ("module", "params", "params (paper)", "GMACs"):
+        table.add_column(column, justify="right" if column != "module" else "left")
+    for row in summary["modules"]:
+        paper = "" if row["params_paper"] == row["params_total"] else f"{row['params_paper']:,}"
+        table.add_row(row["name"], f"{row['params_total']:,}", paper, f"{row['gmacs']:.3f}")
+    paper_total = f"{summary['params_paper']:,}"
+    table.add_row(
+        "total", f"{summary['params_total']:,}", paper_total, f"{summary[f'gmacs_{size}']:.3f}"
+    )
+    console.print(table)
+    console.print(f"anchors at {size}x{size}: {summary['anchors']:,}")

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import os
+
+# One compute thread per test process: the machines are 2-core and shared, and small convolutions
+# slow down many times over when two busy processes each run two threads.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
+
+torch.set_num_threads(1)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
