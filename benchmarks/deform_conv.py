@@ -8,7 +8,7 @@ whole layer (offset and modulator convolutions included) and the deformable conv
 modulators), alternating the two implementations call by call (A B A B ...) after a warm-up.
 
 Prints JSON: median milliseconds per call and the ratio torchvision / sampling for every layer
-shape at every level, and the sum over the 15 layers of the three SSH modules.
+shape at every level, and both sums over the 15 deformable layers of the three SSH modules.
 
     .venv/bin/python benchmarks/deform_conv.py [--runs 30] [--warmup 5]
 """
@@ -95,14 +95,15 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     results: dict[str, dict] = {}
-    totals = {"torchvision": 0.0, "sampling": 0.0}
+    totals = {kind: {"torchvision": 0.0, "sampling": 0.0} for kind in ("layer_ms", "op_ms")}
     with torch.inference_mode():
         for size in LEVELS:
             for cin, cout, count in LAYERS:
                 case = bench_case(cin, cout, size, args.runs, args.warmup)
                 results[f"{cin}->{cout} @ {size}x{size}"] = case
-                for name in totals:
-                    totals[name] += count * case["layer_ms"][name]
+                for kind, total in totals.items():
+                    for name in total:
+                        total[name] += count * case[kind][name]
     report = {
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
@@ -110,8 +111,14 @@ def main() -> None:
         "threads": torch.get_num_threads(),
         "runs": args.runs,
         "cases": results,
-        "ssh_total_layer_ms": {name: round(ms, 3) for name, ms in totals.items()},
-        "ssh_total_speedup": round(totals["torchvision"] / totals["sampling"], 2),
+        "ssh_total": {
+            kind: {name: round(ms, 3) for name, ms in total.items()}
+            for kind, total in totals.items()
+        },
+        "ssh_total_speedup": {
+            kind: round(total["torchvision"] / total["sampling"], 2)
+            for kind, total in totals.items()
+        },
     }
     print(json.dumps(report, indent=2))
 

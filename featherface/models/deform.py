@@ -8,21 +8,22 @@ learnt fractional position and scales the value by a learnt modulator ``m``::
     p_k = (u * stride - pad + i + dy_k(p0),  v * stride - pad + j + dx_k(p0))
 
 ``X_c`` is bilinear interpolation of channel ``c`` with zeros outside the image. Offsets come as
-``Tensor[B, 2K, Ho, Wo]`` (``K = kh * kw``) with ``(dy, dx)`` of tap ``k`` in channels ``2k, 2k+1``,
-modulators as ``Tensor[B, K, Ho, Wo]``: the layout of ``torchvision.ops.deform_conv2d``.
+``Tensor[B, 2K, Ho, Wo]`` (``K = kh * kw``) with ``(dy, dx)`` of tap ``k`` in channels
+``2k, 2k + 1``, modulators as ``Tensor[B, K, Ho, Wo]``: the layout of
+``torchvision.ops.deform_conv2d``.
 
 The ``sampling`` implementation computes the same sum from standard operators. Bilinear
-interpolation is a weighted sum of four pixels, and the modulator folds into those four weights, so
+interpolation is a weighted sum of four pixels and the modulator folds into those four weights, so
 the convolution is one matrix product plus one weighted gather-sum (``embedding_bag`` with
-per-sample weights). As interpolation is linear, the product can come first (project every pixel to
-``K * out`` values, then gather ``out``-wide rows, ``4K`` per output cell) or last (gather ``in``-wide
-rows, 4 per tap, then project); :func:`prefer_project_first` picks the cheaper order.
+per-sample weights). Interpolation is linear, so the product can come first (project every pixel
+to ``K * out`` values, then gather ``4K`` rows of width ``out`` per output cell) or last (gather 4
+rows of width ``in`` per tap, then project); :func:`prefer_project_first` picks the order.
 
-Boundary and gradient rules follow torchvision's CPU kernel exactly: the four corners are
-``floor(y), floor(y) + 1`` by ``floor(x), floor(x) + 1``, and a corner outside the image has value
-zero. The fractional weights carry the offset gradient, so samples that sit exactly on the pixel grid
-(every sample of a zero-initialised layer, including those on the row and column just outside the
-image) get torchvision's one-sided gradients.
+Boundary and gradient rules are those of torchvision's kernel: the corners are ``floor(y)``,
+``floor(y) + 1`` by ``floor(x)``, ``floor(x) + 1``, and a corner outside the image is zero. The
+offset gradient flows through the fractional weights, so samples exactly on the pixel grid (every
+sample of a zero-initialised layer, the ring just outside the image included) get torchvision's
+one-sided gradients.
 """
 
 from __future__ import annotations
@@ -38,17 +39,26 @@ Implementation = Literal["sampling", "torchvision"]
 
 _PAD = 2  # zero pixels around the gathered image: every clamped sample's corners fall inside
 
+# Cost of gathering one value, in multiply-adds, for bags of 4K rows (project-first) and the extra
+# factor for bags of 4 rows (sample-first); fitted to one-thread CPU timings of both orders.
+_GATHER_COST = 4
+_SMALL_BAG_FACTOR = 4
+
 
 def prefer_project_first(in_channels: int, out_channels: int, stride: int) -> bool:
     """Whether projecting before sampling is the cheaper order.
 
     Per tap and output cell, project-first spends ``in * out * stride**2`` multiply-adds (it
-    projects every input pixel) and gathers ``4 * out`` values; sample-first gathers ``4 * in``
-    values and spends ``in * out`` multiply-adds. At stride 1 the products cost the same and the
-    narrower gather wins; with a stride the extra projections dominate. Rule: ``out * stride**2
-    <= in``.
+    projects every input pixel) and gathers ``4 * out`` values; sample-first spends ``in * out``
+    multiply-adds and gathers ``4 * in`` values in small bags:
+
+        in * out * s**2 + 4 * G * out  <=  in * out + 4 * G * F * in,   G = 4, F = 4
+
+    At stride 1 this is ``out <= 4 * in``.
     """
-    return out_channels * stride * stride <= in_channels
+    project_first = in_channels * out_channels * stride * stride + 4 * _GATHER_COST * out_channels
+    sample_first = in_channels * out_channels + 4 * _GATHER_COST * _SMALL_BAG_FACTOR * in_channels
+    return project_first <= sample_first
 
 
 def _bag_rows_and_weights(
@@ -60,36 +70,43 @@ def _bag_rows_and_weights(
     padding: int,
     row_steps: tuple[int, int],
     origin: Tensor,
+    corner_dim: int,
 ) -> tuple[Tensor, Tensor]:
-    """Table row and weight of the four corners of every sample, ``Tensor[B, Ho, Wo, 4, K]``.
+    """Table row and weight of the four corners of every sample.
 
     offset: ``Tensor[B, 2K, Ho, Wo]``; mask: ``Tensor[B, K, Ho, Wo]``. The table holds the image
-    padded with ``_PAD`` zero pixels on every side; pixel ``(r, c)`` of image ``b``, tap ``k`` is row
-    ``origin[b, k] + r * row_steps[0] + c * row_steps[1]`` (origin broadcastable to
-    ``Tensor[B, 1, 1, K]``, pixel ``(0, 0)``). A sample point ``(y, x)`` is clamped to
-    ``[-2, H] x [-2, W]``; corners run top-left, top-right, bottom-left, bottom-right with weights
+    padded with ``_PAD`` zero pixels on every side; pixel ``(r, c)`` of image ``b`` for tap ``k``
+    is row ``origin[b, k] + r * row_steps[0] + c * row_steps[1]`` (origin broadcastable to
+    ``Tensor[B, 1, 1, K]``, the row of pixel ``(0, 0)``). A sample point ``(y, x)`` is clamped to
+    ``[-2, H] x [-2, W]``, which keeps its corners in the padded table and changes nothing else:
+    beyond the clamp all four corners are zero, as are the value and its gradient in torchvision.
+    Corners run top-left, top-right, bottom-left, bottom-right with weights
     ``m_k * [(1-fy)(1-fx), (1-fy)fx, fy(1-fx), fy fx]``, ``fy = y - floor(y)``.
+
+    Returns rows (int64) and weights, ``Tensor[B, Ho, Wo, 4, K]`` for ``corner_dim=-2`` or
+    ``Tensor[B, Ho, Wo, K, 4]`` for ``corner_dim=-1``.
     """
     batch, _, out_h, out_w = offset.shape
     (kh, kw), (height, width) = kernel_size, size
-    deltas = offset.reshape(batch, kh * kw, 2, out_h, out_w).permute(0, 3, 4, 2, 1).contiguous()
+    deltas = offset.reshape(batch, kh, kw, 2, out_h, out_w).permute(0, 4, 5, 3, 1, 2).contiguous()
     mask = mask.permute(0, 2, 3, 1).contiguous()
-    tap = torch.arange(kh * kw, device=offset.device)
-    cell_y = torch.arange(out_h, dtype=offset.dtype, device=offset.device) * stride - padding
-    cell_x = torch.arange(out_w, dtype=offset.dtype, device=offset.device) * stride - padding
-    y = deltas[..., 0, :] + (cell_y[:, None, None] + (tap // kw).to(offset.dtype))
-    x = deltas[..., 1, :] + (cell_x[:, None] + (tap % kw).to(offset.dtype))
-    y, x = y.clamp(-_PAD, height), x.clamp(-_PAD, width)
+    options = {"dtype": offset.dtype, "device": offset.device}
+    start_y = torch.arange(-padding, out_h * stride - padding, stride, **options)
+    start_x = torch.arange(-padding, out_w * stride - padding, stride, **options)
+    y = deltas[..., 0, :, :] + (start_y[:, None] + torch.arange(kh, **options))[:, None, :, None]
+    x = deltas[..., 1, :, :] + (start_x[:, None] + torch.arange(kw, **options))[:, None, :]
+    y = y.clamp(-_PAD, height).flatten(-2)
+    x = x.clamp(-_PAD, width).flatten(-2)
     y0, x0 = y.floor(), x.floor()
     top_left = y0.long() * row_steps[0] + x0.long() * row_steps[1] + origin
-    corner_row = torch.tensor([0, 0, 1, 1], device=offset.device).view(4, 1)
-    corner_col = torch.tensor([0, 1, 0, 1], device=offset.device).view(4, 1)
-    rows = top_left.unsqueeze(-2) + (corner_row * row_steps[0] + corner_col * row_steps[1])
-    frac_y, frac_x = y - y0, x - x0
-    bottom = mask * frac_y
-    weight_y = torch.stack((mask - bottom, bottom), dim=-2)
-    weight_x = torch.stack((1 - frac_x, frac_x), dim=-2)
-    return rows, (weight_y.unsqueeze(-2) * weight_x.unsqueeze(-3)).flatten(-3, -2)
+    down, right = row_steps
+    rows = (top_left, top_left + right, top_left + down, top_left + (down + right))
+    bottom = mask * (y - y0)
+    top = mask - bottom
+    frac_x = x - x0
+    top_right, bottom_right = top * frac_x, bottom * frac_x
+    weights = (top - top_right, top_right, bottom - bottom_right, bottom_right)
+    return torch.stack(rows, dim=corner_dim), torch.stack(weights, dim=corner_dim)
 
 
 def weighted_gather_sum(table: Tensor, index: Tensor, weight: Tensor) -> Tensor:
@@ -121,10 +138,10 @@ def _project_then_sample(
     image = torch.arange(batch, device=x.device) * (pixels * taps) + _PAD * (steps[0] + steps[1])
     origin = image.view(batch, 1, 1, 1) + torch.arange(taps, device=x.device)
     rows, corner_weight = _bag_rows_and_weights(
-        offset, mask, (kh, kw), (height, width), stride, padding, steps, origin
+        offset, mask, (kh, kw), (height, width), stride, padding, steps, origin, corner_dim=-2
     )
     projection = weight.permute(2, 3, 0, 1).reshape(taps * out_channels, channels)
-    table = torch.matmul(padded.view(batch, channels, pixels).transpose(1, 2), projection.t())
+    table = torch.matmul(padded.reshape(batch, channels, pixels).transpose(1, 2), projection.t())
     out = weighted_gather_sum(
         table.view(-1, out_channels),
         rows.flatten(0, 2).flatten(1),
@@ -148,12 +165,20 @@ def _sample_then_project(
     steps = (width + 2 * _PAD, 1)
     image = torch.arange(batch, device=x.device) * pixels + _PAD * (steps[0] + steps[1])
     rows, corner_weight = _bag_rows_and_weights(
-        offset, mask, (kh, kw), (height, width), stride, padding, steps, image.view(-1, 1, 1, 1)
+        offset,
+        mask,
+        (kh, kw),
+        (height, width),
+        stride,
+        padding,
+        steps,
+        image.view(-1, 1, 1, 1),
+        corner_dim=-1,
     )
     samples = weighted_gather_sum(
         padded.reshape(-1, channels),
-        rows.transpose(-1, -2).reshape(-1, 4),
-        corner_weight.transpose(-1, -2).reshape(-1, 4),
+        rows.view(-1, 4),
+        corner_weight.view(-1, 4),
     )
     projection = weight.permute(0, 2, 3, 1).reshape(out_channels, taps * channels)
     out = torch.matmul(samples.view(-1, taps * channels), projection.t())
@@ -192,7 +217,7 @@ def modulated_deform_conv2d(
     (likewise ``Wo``). Dilation 1, one offset group. ``project_first`` picks the order (None:
     :func:`prefer_project_first`). Returns ``Tensor[B, O, Ho, Wo]``, contiguous.
     """
-    if not torch.jit.is_tracing():
+    if not torch.jit.is_tracing():  # checks on traced sizes would freeze them into an export
         _check_shapes(x, offset, mask, weight, stride, padding)
     if project_first is None:
         project_first = prefer_project_first(x.shape[1], weight.shape[0], stride)
@@ -205,8 +230,9 @@ class ModulatedDeformConv2d(nn.Module):
     """DCNv2 layer with the submodule names of FeatherFace's ``DeformableConv2d``
     (``offset_conv``, ``modulator_conv``, ``regular_conv``), so its checkpoints load unchanged.
 
-    ``offset = offset_conv(x)``: ``Tensor[B, 2K, Ho, Wo]``; ``mask = 2 * sigmoid(modulator_conv(x))``:
-    ``Tensor[B, K, Ho, Wo]`` in ``(0, 2)``; then the deformable convolution with
+    ``offset = offset_conv(x)``: ``Tensor[B, 2K, Ho, Wo]``;
+    ``mask = 2 * sigmoid(modulator_conv(x))``: ``Tensor[B, K, Ho, Wo]`` in ``(0, 2)``; then the
+    deformable convolution with
     ``regular_conv.weight`` and ``regular_conv.bias`` (dilation 1). The offset and modulator
     convolutions start at zero, so a fresh layer equals ``regular_conv`` (``2 * sigmoid(0) = 1``).
 
