@@ -211,3 +211,108 @@ def info(
     )
     console.print(table)
     console.print(f"anchors at {size}x{size}: {summary['anchors']:,}")
+
+
+@app.command("wider-ap")
+@reports_errors
+def wider_ap(
+    predictions: Annotated[Path, typer.Argument(help="Folder <event>/<name>.txt of predictions.")],
+    gt: Annotated[
+        Path,
+        typer.Option(help="Ground truth: a folder of the official .mat files, or stages/prepare."),
+    ],
+    json_output: Annotated[bool, typer.Option("--json", help="Print only the JSON.")] = False,
+    missing_as_empty: Annotated[
+        bool, typer.Option(help="Count missing or empty prediction files as no detections.")
+    ] = False,
+) -> None:
+    """WIDER FACE easy/medium/hard AP with the official protocol."""
+    from featherface.evaluate.ground_truth import load_ground_truth
+    from featherface.evaluate.predictions import read_prediction_dir
+    from featherface.evaluate.wider_ap import evaluate
+
+    truth = load_ground_truth(gt)
+    found = read_prediction_dir(predictions, truth.expected(), missing_as_empty=missing_as_empty)
+    result = evaluate(found, truth, missing_as_empty=missing_as_empty)
+    if not json_output:
+        table = Table(title=f"WIDER FACE AP of {predictions}")
+        for column in ("setting", "faces", "AP"):
+            table.add_column(column, justify="right")
+        for setting, value in result.ap.items():
+            table.add_row(setting, f"{result.faces[setting]:,}", f"{value:.4f}")
+        console.print(table)
+    typer.echo(json.dumps(result.ap))
+
+
+@app.command()
+@reports_errors
+def detect(
+    inputs: Annotated[Path, typer.Argument(help="An image or a folder of images.")],
+    model: Annotated[Path, typer.Option(help="A .pt checkpoint of this package or an .onnx file.")],
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("detections"),
+    score_threshold: Annotated[float, typer.Option(help="Draw faces scoring at least this.")] = 0.5,
+    nms_iou: Annotated[float, typer.Option(help="NMS IoU threshold.")] = 0.4,
+    mode: Annotated[
+        Literal["original", "resize", "multiscale"],
+        typer.Option(help="original size, longer side resized to --size, or multi-scale + flip."),
+    ] = "original",
+    size: Annotated[int, typer.Option(help="Longer side for --mode resize.")] = 640,
+) -> None:
+    """Detect faces; write annotated images (boxes, scores, 5 landmarks) and detections.json."""
+    from featherface.evaluate.draw import run_detect
+
+    document = run_detect(model, inputs, out, score_threshold, mode, size, nms_iou)
+    faces = sum(len(entry["faces"]) for entry in document["images"])
+    console.print(f"{faces} faces in {len(document['images'])} images; results in {out}")
+
+
+def _parse_models(entries: list[str]) -> dict[str, Path]:
+    models = {}
+    for entry in entries:
+        name, separator, path = entry.partition("=")
+        if not separator or not name or not path:
+            raise FeatherFaceError(f"--model expects NAME=PATH, got {entry!r}")
+        models[name] = Path(path)
+    return models
+
+
+@app.command("evaluate")
+@reports_errors
+def evaluate_command(
+    params: ParamsOption = Path("params.yaml"),
+    model: Annotated[
+        list[str] | None,
+        typer.Option(help="NAME=PATH of a model to score; default: every pipeline model present."),
+    ] = None,
+    prepare_dir: Annotated[Path, typer.Option(help="Output of prepare.")] = Path("stages/prepare"),
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("stages/evaluate"),
+) -> None:
+    """Stage `evaluate`: WIDER FACE AP, PR curves and a report for each model."""
+    from featherface.evaluate.stage import evaluate_models, pipeline_models
+    from featherface.params import load_params, section_dict
+    from featherface.tracking import child_run, stage_run
+
+    settings = load_params(params)
+    models = _parse_models(model) if model else pipeline_models()
+    for name, path in models.items():
+        if not path.is_file():
+            raise FeatherFaceError(f"{path}: model file of {name!r} not found")
+    run_params = {"evaluate": section_dict(settings.evaluate)}
+    with stage_run(
+        "evaluate", run_params, settings.tracking.experiment, settings.tracking.enabled
+    ) as mlflow:
+        with progress_reporter() as report:
+            metrics, _ = evaluate_models(models, prepare_dir, out, settings.evaluate, report)
+        if mlflow is not None:
+            for name, values in metrics.items():
+                with child_run(name, {"featherface.model": name}):
+                    mlflow.log_param("model_path", str(models[name]))
+                    mlflow.log_metrics({k: float(v) for k, v in values.items() if v is not None})
+            mlflow.log_artifacts(str(out), artifact_path="evaluate")
+    table = Table(title="WIDER FACE AP (validation split)")
+    for column in ("model", "easy", "medium", "hard", "params"):
+        table.add_column(column, justify="right")
+    for name, values in metrics.items():
+        aps = (f"{values[f'ap_{s}']:.4f}" for s in ("easy", "medium", "hard"))
+        table.add_row(name, *aps, f"{values['params_total']:,}")
+    console.print(table)

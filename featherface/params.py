@@ -34,6 +34,21 @@ class DataParams:
 
 
 @dataclass(frozen=True)
+class EvaluateParams:
+    """``evaluate``: how detections are produced for the WIDER FACE protocol."""
+
+    mode: Literal["original", "resize", "multiscale"] = "original"
+    size: int = 640
+    scales: tuple[float, ...] = (0.5, 1.0, 1.5)
+    flip: bool = True
+    score_threshold: float = 0.02
+    nms_iou: float = 0.4
+    top_k: int = 5000
+    keep_k: int = 750
+    batch_size: int = 8
+
+
+@dataclass(frozen=True)
 class TrackingParams:
     """``tracking``: MLflow settings shared by every stage."""
 
@@ -46,6 +61,7 @@ class Params:
     """The whole ``params.yaml``."""
 
     data: DataParams = field(default_factory=DataParams)
+    evaluate: EvaluateParams = field(default_factory=EvaluateParams)
     tracking: TrackingParams = field(default_factory=TrackingParams)
 
 

@@ -121,3 +121,19 @@ def stage_run(
     with mlflow.start_run(experiment_id=experiment_id, run_name=stage, tags=tags):
         mlflow.log_params(flatten(params))
         yield mlflow
+
+
+@contextmanager
+def child_run(name: str, tags: Mapping[str, str] | None = None) -> Iterator[Any]:
+    """A nested run inside the active stage run, in the same experiment (model evaluations,
+    Bayesian trials); yields the ``mlflow`` module."""
+    import mlflow
+
+    parent = mlflow.active_run()
+    if parent is None:
+        raise RuntimeError("child_run needs an active stage run")
+    experiment_id = parent.info.experiment_id
+    with mlflow.start_run(
+        run_name=name, nested=True, experiment_id=experiment_id, tags=dict(tags or {})
+    ):
+        yield mlflow

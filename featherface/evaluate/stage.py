@@ -1,0 +1,128 @@
+"""The ``evaluate`` stage: every model the pipeline has produced, scored with the WIDER protocol.
+
+For each model file (our ``.pt`` checkpoints or an ``.onnx`` export) it detects faces on the
+validation images, writes the official prediction layout under ``predictions/<model>/`` (so the
+official tool can score it too), and computes easy/medium/hard AP. Outputs:
+
+- ``metrics.json``: per model ``ap_easy``, ``ap_medium``, ``ap_hard``, ``params_total`` and
+  ``gmacs_640`` (``null`` for an ONNX file, whose cost is that of its source checkpoint);
+- ``pr_easy.csv``, ``pr_medium.csv``, ``pr_hard.csv``: PR curves of all models (DVC plots);
+- ``pr_curves.png`` and ``report.md``.
+
+Everything is built in a temporary folder and swapped in only when complete.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from featherface.data.prepare import load_prepared
+from featherface.errors import FeatherFaceError
+from featherface.evaluate.ground_truth import load_ground_truth
+from featherface.evaluate.inference import detect_images, read_rgb, write_predictions
+from featherface.evaluate.predictions import prediction_array
+from featherface.evaluate.report import plot_pr_curves, report_markdown, write_pr_tables
+from featherface.evaluate.runtime import OnnxRunner, TorchRunner, load_runner
+from featherface.evaluate.wider_ap import WiderResult, evaluate
+from featherface.params import EvaluateParams
+from featherface.utils.atomic import staged_dir, write_json, write_text
+
+# The model files of the pipeline's stages, in pipeline order; missing ones are skipped.
+PIPELINE_MODELS: dict[str, str] = {
+    "teacher": "stages/teacher/model.pt",
+    "student": "stages/distill/model.pt",
+    "pruned": "stages/finetune/model.pt",
+    "onnx": "stages/export/model.onnx",
+}
+ProgressCallback = Callable[[str, int, int], None]
+
+
+def pipeline_models(root: Path = Path(".")) -> dict[str, Path]:
+    """The pipeline's model files that exist under ``root``."""
+    found = {name: root / path for name, path in PIPELINE_MODELS.items()}
+    return {name: path for name, path in found.items() if path.is_file()}
+
+
+def model_size(runner: TorchRunner | OnnxRunner) -> dict[str, Any]:
+    """``params_total`` and ``gmacs_640`` of a runner's network (ONNX: initializer count, and
+    no GMACs)."""
+    if isinstance(runner, TorchRunner):
+        from featherface.models.complexity import mac_counts, params_total
+
+        return {
+            "params_total": params_total(runner.model),
+            "gmacs_640": mac_counts(runner.model)[0],
+        }
+    from onnx import load, numpy_helper
+
+    graph = load(str(runner.path)).graph
+    count = sum(int(np.prod(numpy_helper.to_array(t).shape)) for t in graph.initializer)
+    return {"params_total": count, "gmacs_640": None}
+
+
+def _chunks(items: list, size: int) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def detect_split(
+    runner: TorchRunner | OnnxRunner,
+    image_files: list[Path],
+    params: EvaluateParams,
+    progress: Callable[[int], None] | None = None,
+) -> list:
+    """Detections for each file, read and run in chunks of ``params.batch_size`` images."""
+    found = []
+    for chunk in _chunks(image_files, params.batch_size):
+        found += detect_images(
+            runner, [read_rgb(path) for path in chunk], params.mode, params.size,
+            params.score_threshold, params.nms_iou, params.top_k, params.keep_k,
+            params.scales, params.flip, params.batch_size,
+        )  # fmt: skip
+        if progress:
+            progress(len(found))
+    return found
+
+
+def evaluate_models(
+    models: Mapping[str, Path],
+    prepare_dir: Path,
+    out_dir: Path,
+    params: EvaluateParams,
+    progress: ProgressCallback | None = None,
+) -> tuple[dict[str, dict[str, Any]], dict[str, WiderResult]]:
+    """Score each model on the validation split into ``out_dir``; return metrics and results."""
+    if not models:
+        raise FeatherFaceError("no model to evaluate: give one, or run the training stages first")
+    prepared = load_prepared(prepare_dir)
+    truth = load_ground_truth(prepare_dir)
+    val = prepared.images[prepared.images["split"] == "val"]
+    files = [prepared.image_path(row) for _, row in val.iterrows()]
+    keys = [tuple(str(path).removesuffix(".jpg").split("/", 1)) for path in val["path"]]
+    metrics: dict[str, dict[str, Any]] = {}
+    results: dict[str, WiderResult] = {}
+    with staged_dir(out_dir) as staging:
+        for name, path in models.items():
+            runner = load_runner(path)
+            report = (
+                (lambda done, n=name: progress(f"detect {n}", done, len(files)))
+                if progress
+                else None
+            )
+            found = detect_split(runner, files, params, report)
+            write_predictions(dict(zip(keys, found, strict=True)), staging / "predictions" / name)
+            predictions: dict[str, dict[str, np.ndarray]] = {}
+            for (event, image), detections in zip(keys, found, strict=True):
+                boxes, scores = detections.boxes.numpy(), detections.scores.numpy()
+                predictions.setdefault(event, {})[image] = prediction_array(boxes, scores)
+            results[name] = evaluate(predictions, truth)
+            metrics[name] = {**results[name].metrics(), **model_size(runner)}
+        write_json(staging / "metrics.json", metrics)
+        write_pr_tables(results, staging)
+        plot_pr_curves(results, staging / "pr_curves.png")
+        write_text(staging / "report.md", report_markdown(metrics, "pr_curves.png"))
+    return metrics, results
