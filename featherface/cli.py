@@ -250,7 +250,7 @@ def detect(
     inputs: Annotated[Path, typer.Argument(help="An image or a folder of images.")],
     model: Annotated[Path, typer.Option(help="A .pt checkpoint of this package or an .onnx file.")],
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("detections"),
-    score_threshold: Annotated[float, typer.Option(help="Draw faces scoring at least this.")] = 0.5,
+    score_threshold: Annotated[float, typer.Option(help="Draw faces scoring above this.")] = 0.5,
     nms_iou: Annotated[float, typer.Option(help="NMS IoU threshold.")] = 0.4,
     mode: Annotated[
         Literal["original", "resize", "multiscale"],
