@@ -44,20 +44,18 @@ def _resize(x: Tensor, reference: Tensor, mode: str) -> Tensor:
     return F.interpolate(x, size=reference.shape[-2:], mode=mode, align_corners=False)
 
 
+def _depthwise(channels: int, dilation: int = 1) -> list[nn.Module]:
+    """Depthwise 3x3 (dilated, same size) -> BN -> ReLU, as a list of layers."""
+    conv = nn.Conv2d(
+        channels, channels, 3, padding=dilation, dilation=dilation, groups=channels, bias=False
+    )
+    return [conv, nn.BatchNorm2d(channels), nn.ReLU()]
+
+
 def _separable(channels: int, dilation: int = 1) -> nn.Sequential:
     """Depthwise 3x3 (dilated) -> BN -> ReLU -> pointwise 1x1 -> BN; keeps ``[B, C, H, W]``."""
     return nn.Sequential(
-        nn.Conv2d(
-            channels,
-            channels,
-            3,
-            padding=dilation,
-            dilation=dilation,
-            groups=channels,
-            bias=False,
-        ),
-        nn.BatchNorm2d(channels),
-        nn.ReLU(),
+        *_depthwise(channels, dilation),
         nn.Conv2d(channels, channels, 1, bias=False),
         nn.BatchNorm2d(channels),
     )
@@ -121,17 +119,7 @@ class ScaleDecoupling(nn.Module):
         self.small = _separable(channels)
         self.large = nn.Sequential(
             nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False),
-            nn.Conv2d(
-                channels,
-                channels,
-                3,
-                padding=dilation,
-                dilation=dilation,
-                groups=channels,
-                bias=False,
-            ),
-            nn.BatchNorm2d(channels),
-            nn.ReLU(),
+            *_depthwise(channels, dilation),
             nn.Conv2d(channels, hidden, 1),
             nn.ReLU(),
             nn.Conv2d(hidden, channels, 1),

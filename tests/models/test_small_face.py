@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 from torch import Tensor, nn
@@ -11,15 +9,6 @@ from torch import Tensor, nn
 from featherface.models.small_face import ASSN, MSEFPN, ScaleDecoupling
 
 CHANNELS = 48  # the neck width Nano-B uses
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """Small convolutions run fastest on one thread, above all on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _pyramid(requires_grad: bool = False) -> list[Tensor]:
