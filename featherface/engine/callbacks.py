@@ -1,0 +1,135 @@
+"""Named trainer callbacks: a no-op base class, a rich progress bar and MLflow logging.
+
+The trainer calls every hook on every process; callbacks that log or write check
+:func:`~featherface.engine.distributed.is_main_process` so that only rank 0 does.
+Epoch indices are 0-based; ``step`` is the 0-based global iteration index.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from torch import Tensor
+
+from featherface.engine.distributed import is_main_process
+
+if TYPE_CHECKING:
+    from featherface.engine.trainer import Trainer
+
+
+class Callback:
+    """Base class: every hook does nothing; override the ones you need."""
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        """Before the first epoch (after a resume has restored the trainer's state)."""
+
+    def on_epoch_start(self, epoch: int) -> None:
+        """Before the first iteration of ``epoch``."""
+
+    def on_train_batch_end(self, step: int, terms: Mapping[str, Tensor], images: Tensor) -> None:
+        """After the optimiser step of iteration ``step``; ``terms`` are the detached loss terms
+        (``"total"`` and the named terms), ``images`` the batch ``Tensor[B, 3, H, W]``."""
+
+    def on_epoch_end(self, epoch: int, metrics: Mapping[str, float]) -> None:
+        """After ``epoch`` is validated and checkpointed; ``metrics`` as in the history file."""
+
+    def on_fit_end(self) -> None:
+        """After the last epoch, and also when training stops on an error."""
+
+
+class ProgressCallback(Callback):
+    """A rich progress bar per epoch: iterations, running mean losses, images/s and ETA.
+
+    Disabled on non-zero ranks and when ``enabled`` is False.
+    """
+
+    def __init__(self, enabled: bool = True, console: Console | None = None) -> None:
+        self.enabled = enabled
+        self.console = console
+        self._progress: Progress | None = None
+        self._task: TaskID | None = None
+        self._epochs = 0
+        self._steps = 0
+        self._sums: dict[str, float] = {}
+        self._batches = 0
+        self._images = 0
+        self._start = 0.0
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        if not (self.enabled and is_main_process()):
+            return
+        self._epochs = trainer.epochs
+        self._steps = trainer.steps_per_epoch
+        self._progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=self.console,
+        )
+        self._progress.start()
+
+    def on_epoch_start(self, epoch: int) -> None:
+        if self._progress is None:
+            return
+        self._sums, self._batches, self._images = {}, 0, 0
+        self._start = time.perf_counter()
+        self._task = self._progress.add_task(
+            f"epoch {epoch + 1}/{self._epochs}", total=self._steps, info=""
+        )
+
+    def on_train_batch_end(self, step: int, terms: Mapping[str, Tensor], images: Tensor) -> None:
+        if self._progress is None or self._task is None:
+            return
+        for name, value in terms.items():
+            self._sums[name] = self._sums.get(name, 0.0) + float(value)
+        self._batches += 1
+        self._images += int(images.shape[0])
+        rate = self._images / max(time.perf_counter() - self._start, 1e-9)
+        losses = " ".join(
+            f"{'loss' if name == 'total' else name} {total / self._batches:.4f}"
+            for name, total in self._sums.items()
+        )
+        self._progress.update(self._task, advance=1, info=f"{losses} {rate:.1f} img/s")
+
+    def on_epoch_end(self, epoch: int, metrics: Mapping[str, float]) -> None:
+        if self._progress is None or "val/loss" not in metrics:
+            return
+        self._progress.console.print(f"epoch {epoch + 1}: val/loss {metrics['val/loss']:.4f}")
+
+    def on_fit_end(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+        self._progress = None
+        self._task = None
+
+
+class MLflowCallback(Callback):
+    """Log every epoch's metrics to the active MLflow run with ``step=epoch``.
+
+    ``mlflow_module`` is the module yielded by :func:`featherface.tracking.stage_run`; ``None``
+    (tracking disabled) makes the callback a no-op. Only rank 0 logs.
+    """
+
+    def __init__(self, mlflow_module: Any | None) -> None:
+        self.mlflow = mlflow_module
+
+    def on_epoch_end(self, epoch: int, metrics: Mapping[str, float]) -> None:
+        if self.mlflow is None or not is_main_process():
+            return
+        values = {name: float(value) for name, value in metrics.items() if name != "epoch"}
+        self.mlflow.log_metrics(values, step=epoch)
