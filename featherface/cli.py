@@ -316,3 +316,28 @@ def evaluate_command(
         aps = (f"{values[f'ap_{s}']:.4f}" for s in ("easy", "medium", "hard"))
         table.add_row(name, *aps, f"{values['params_total']:,}")
     console.print(table)
+
+
+@app.command()
+@reports_errors
+def train(
+    params: ParamsOption = Path("params.yaml"),
+    prepare_dir: Annotated[Path, typer.Option(help="Output of prepare.")] = Path("stages/prepare"),
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("stages/teacher"),
+) -> None:
+    """Stage `teacher`: train `teacher.arch` (FeatherFace V1) on the prepared data."""
+    from featherface.engine.teacher import train_detector
+    from featherface.params import load_params, section_dict
+    from featherface.tracking import stage_run
+
+    settings = load_params(params)
+    run_params = {"model": section_dict(settings.model), "teacher": section_dict(settings.teacher)}
+    with stage_run(
+        "teacher", run_params, settings.tracking.experiment, settings.tracking.enabled
+    ) as mlflow:
+        metrics = train_detector(settings.teacher, settings.model, prepare_dir, out, mlflow)
+        if mlflow is not None:
+            mlflow.log_metrics({key: float(value) for key, value in metrics.items()})
+            for name in ("metrics.json", "history.csv"):
+                mlflow.log_artifact(str(out / name))
+    console.print(" ".join(f"{key}={value:.4g}" for key, value in metrics.items()))

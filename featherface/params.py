@@ -34,6 +34,35 @@ class DataParams:
 
 
 @dataclass(frozen=True)
+class ModelParams:
+    """``model``: what every training stage builds on."""
+
+    backbone_weights: str | None = None
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    """``teacher``: one training run (architecture, data size, optimiser, schedule)."""
+
+    arch: str = "featherface-v1"
+    image_size: int = 320
+    batch_size: int = 16
+    epochs: int = 4
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    lr: float = 3e-3
+    weight_decay: float = 5e-4
+    momentum: float = 0.9
+    schedule: Literal["onecycle", "step"] = "onecycle"
+    warmup_fraction: float = 0.2
+    milestones: tuple[int, ...] = ()
+    gamma: float = 0.1
+    grad_clip_norm: float = 10.0
+    num_workers: int = 2
+    amp: bool = True
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class EvaluateParams:
     """``evaluate``: how detections are produced for the WIDER FACE protocol."""
 
@@ -61,6 +90,8 @@ class Params:
     """The whole ``params.yaml``."""
 
     data: DataParams = field(default_factory=DataParams)
+    model: ModelParams = field(default_factory=ModelParams)
+    teacher: TrainParams = field(default_factory=TrainParams)
     evaluate: EvaluateParams = field(default_factory=EvaluateParams)
     tracking: TrackingParams = field(default_factory=TrackingParams)
 

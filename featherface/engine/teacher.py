@@ -1,0 +1,124 @@
+"""The ``teacher`` stage: train a registered detector on the prepared data (MultiBox loss).
+
+Files in the stage folder (``stages/teacher``):
+
+- ``model.pt``: the weights of lowest validation loss, in this package's checkpoint format;
+- ``metrics.json``: ``params_total``, ``params_paper``, ``val_loss`` and the WIDER-protocol
+  ``ap_easy``/``ap_medium``/``ap_hard`` of ``model.pt`` on the validation split;
+- ``history.csv``: one row per epoch (DVC plots);
+- ``last.pt``, ``best.pt``, ``run_params.json``: the trainer's working files. ``last.pt`` lets an
+  interrupted run resume where it stopped; it is discarded when the stage's parameters changed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from featherface.data.augment import EvalTransform, TrainAugmentation
+from featherface.data.dataset import FaceDataset, make_loader
+from featherface.data.prepare import PreparedData, load_prepared
+from featherface.engine.callbacks import Callback, MLflowCallback, ProgressCallback
+from featherface.engine.losses import MultiBoxLoss
+from featherface.engine.optim import OptimizerConfig, ScheduleConfig
+from featherface.engine.trainer import DetectionLoss, Trainer
+from featherface.evaluate.ground_truth import load_ground_truth
+from featherface.evaluate.predictions import prediction_array
+from featherface.evaluate.runtime import TorchRunner
+from featherface.evaluate.stage import detect_split
+from featherface.evaluate.wider_ap import evaluate
+from featherface.models import build_model
+from featherface.models.checkpoint import load_checkpoint, save_checkpoint
+from featherface.models.complexity import params_paper, params_total
+from featherface.params import EvaluateParams, ModelParams, TrainParams
+from featherface.utils.atomic import write_json
+
+WORK_FILES = ("last.pt", "best.pt", "history.csv")
+
+
+def optimisation(params: TrainParams) -> tuple[OptimizerConfig, ScheduleConfig]:
+    """The trainer's optimiser and schedule configurations from the stage parameters."""
+    optimizer = OptimizerConfig(
+        name=params.optimizer, lr=params.lr, weight_decay=params.weight_decay,
+        momentum=params.momentum,
+    )  # fmt: skip
+    schedule = ScheduleConfig(
+        name=params.schedule, pct_start=params.warmup_fraction, milestones=params.milestones,
+        gamma=params.gamma,
+    )  # fmt: skip
+    return optimizer, schedule
+
+
+def _fresh_or_resumed(out_dir: Path, run_params: dict[str, Any]) -> None:
+    """Keep the trainer's working files only if they come from the same parameters."""
+    marker = out_dir / "run_params.json"
+    run_params = json.loads(json.dumps(run_params))  # tuples as lists, as read back
+    if marker.is_file() and json.loads(marker.read_text()) == run_params:
+        return
+    for name in WORK_FILES:
+        (out_dir / name).unlink(missing_ok=True)
+    write_json(marker, run_params)
+
+
+def validation_ap(
+    model: torch.nn.Module, data: PreparedData, prepare_dir: Path
+) -> dict[str, float]:
+    """WIDER-protocol AP of ``model`` on the validation split (reference inference settings)."""
+    settings = EvaluateParams()
+    val = data.images[data.images["split"] == "val"]
+    files = [data.image_path(row) for _, row in val.iterrows()]
+    found = detect_split(TorchRunner(model), files, settings)
+    predictions: dict[str, dict] = {}
+    for path, detections in zip(val["path"], found, strict=True):
+        event, name = str(path).removesuffix(".jpg").split("/", 1)
+        array = prediction_array(detections.boxes.numpy(), detections.scores.numpy())
+        predictions.setdefault(event, {})[name] = array
+    return evaluate(predictions, load_ground_truth(prepare_dir)).metrics()
+
+
+def train_detector(
+    params: TrainParams,
+    model_params: ModelParams,
+    prepare_dir: Path,
+    out_dir: Path,
+    mlflow: Any = None,
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """Train ``params.arch`` into ``out_dir/model.pt``; return the metrics of ``metrics.json``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _fresh_or_resumed(out_dir, {"train": asdict(params), "model": asdict(model_params)})
+    data = load_prepared(prepare_dir)
+    train_set = FaceDataset(data, "train", TrainAugmentation(params.image_size), params.seed)
+    val_set = FaceDataset(data, "val", EvalTransform(params.image_size), params.seed)
+    loaders = (
+        make_loader(train_set, params.batch_size, True, params.num_workers, params.seed, True),
+        make_loader(val_set, params.batch_size, False, params.num_workers, params.seed),
+    )
+    model = build_model(params.arch, backbone_weights=model_params.backbone_weights)
+    optimizer, schedule = optimisation(params)
+    callbacks: list[Callback] = [ProgressCallback(enabled=show_progress), MLflowCallback(mlflow)]
+    trainer = Trainer(
+        model, DetectionLoss(MultiBoxLoss()), loaders[0], out_dir, val_loader=loaders[1],
+        optimizer=optimizer, schedule=schedule, epochs=params.epochs,
+        device="cuda" if torch.cuda.is_available() else "cpu", amp=params.amp,
+        grad_clip_norm=params.grad_clip_norm, callbacks=callbacks, seed=params.seed,
+        model_saver=lambda network, path: save_checkpoint(path, params.arch, network),
+    )  # fmt: skip
+    history = trainer.fit()
+    shutil.copyfile(out_dir / "best.pt", out_dir / ".model.pt.tmp")
+    os.replace(out_dir / ".model.pt.tmp", out_dir / "model.pt")
+    best = load_checkpoint(out_dir / "model.pt").eval()
+    metrics: dict[str, Any] = {
+        "params_total": params_total(best),
+        "params_paper": params_paper(best),
+        "val_loss": min(row["val/loss"] for row in history),
+        **validation_ap(best, data, prepare_dir),
+    }
+    write_json(out_dir / "metrics.json", metrics)
+    return metrics
