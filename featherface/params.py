@@ -47,7 +47,7 @@ class TrainParams:
     arch: str = "featherface-v1"
     image_size: int = 320
     batch_size: int = 16
-    epochs: int = 4
+    epochs: int = 2
     optimizer: Literal["adamw", "sgd"] = "adamw"
     lr: float = 3e-3
     weight_decay: float = 5e-4
