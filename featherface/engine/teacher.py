@@ -29,9 +29,8 @@ from featherface.engine.losses import MultiBoxLoss
 from featherface.engine.optim import OptimizerConfig, ScheduleConfig
 from featherface.engine.trainer import DetectionLoss, Trainer
 from featherface.evaluate.ground_truth import load_ground_truth
-from featherface.evaluate.predictions import prediction_array
 from featherface.evaluate.runtime import TorchRunner
-from featherface.evaluate.stage import detect_split
+from featherface.evaluate.stage import detect_split, image_keys, prediction_sets
 from featherface.evaluate.wider_ap import evaluate
 from featherface.models import build_model
 from featherface.models.checkpoint import load_checkpoint, save_checkpoint
@@ -74,11 +73,7 @@ def validation_ap(
     val = data.images[data.images["split"] == "val"]
     files = [data.image_path(row) for _, row in val.iterrows()]
     found = detect_split(TorchRunner(model), files, settings)
-    predictions: dict[str, dict] = {}
-    for path, detections in zip(val["path"], found, strict=True):
-        event, name = str(path).removesuffix(".jpg").split("/", 1)
-        array = prediction_array(detections.boxes.numpy(), detections.scores.numpy())
-        predictions.setdefault(event, {})[name] = array
+    predictions = prediction_sets(image_keys(val["path"]), found)
     return evaluate(predictions, load_ground_truth(prepare_dir)).metrics()
 
 

@@ -14,13 +14,14 @@ Everything is built in a temporary folder and swapped in only when complete.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from featherface.data.prepare import load_prepared
+from featherface.detection.postprocess import Detections
 from featherface.errors import FeatherFaceError
 from featherface.evaluate.ground_truth import load_ground_truth
 from featherface.evaluate.inference import detect_images, read_rgb, write_predictions
@@ -88,6 +89,23 @@ def detect_split(
     return found
 
 
+def prediction_sets(
+    keys: Sequence[tuple[str, str]], found: Sequence[Detections]
+) -> dict[str, dict[str, np.ndarray]]:
+    """``predictions[event][name]`` as the evaluator takes them (what writing the official files
+    and reading them back gives) from the detections of each ``(event, name)``."""
+    predictions: dict[str, dict[str, np.ndarray]] = {}
+    for (event, name), detections in zip(keys, found, strict=True):
+        boxes, scores = detections.boxes.numpy(), detections.scores.numpy()
+        predictions.setdefault(event, {})[name] = prediction_array(boxes, scores)
+    return predictions
+
+
+def image_keys(paths: Iterable[str]) -> list[tuple[str, str]]:
+    """``(event, name)`` of each relative image path ``event/name.jpg``."""
+    return [tuple(str(path).removesuffix(".jpg").split("/", 1)) for path in paths]
+
+
 def evaluate_models(
     models: Mapping[str, Path],
     prepare_dir: Path,
@@ -102,7 +120,7 @@ def evaluate_models(
     truth = load_ground_truth(prepare_dir)
     val = prepared.images[prepared.images["split"] == "val"]
     files = [prepared.image_path(row) for _, row in val.iterrows()]
-    keys = [tuple(str(path).removesuffix(".jpg").split("/", 1)) for path in val["path"]]
+    keys = image_keys(val["path"])
     metrics: dict[str, dict[str, Any]] = {}
     results: dict[str, WiderResult] = {}
     with staged_dir(out_dir) as staging:
@@ -115,11 +133,7 @@ def evaluate_models(
             )
             found = detect_split(runner, files, params, report)
             write_predictions(dict(zip(keys, found, strict=True)), staging / "predictions" / name)
-            predictions: dict[str, dict[str, np.ndarray]] = {}
-            for (event, image), detections in zip(keys, found, strict=True):
-                boxes, scores = detections.boxes.numpy(), detections.scores.numpy()
-                predictions.setdefault(event, {})[image] = prediction_array(boxes, scores)
-            results[name] = evaluate(predictions, truth)
+            results[name] = evaluate(prediction_sets(keys, found), truth)
             metrics[name] = {**results[name].metrics(), **model_size(runner)}
         write_json(staging / "metrics.json", metrics)
         write_pr_tables(results, staging)
