@@ -13,8 +13,6 @@ Files in the stage folder (``stages/teacher``):
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -36,7 +34,7 @@ from featherface.models import build_model
 from featherface.models.checkpoint import load_checkpoint, save_checkpoint
 from featherface.models.complexity import params_paper, params_total
 from featherface.params import EvaluateParams, ModelParams, TrainParams
-from featherface.utils.atomic import write_json
+from featherface.utils.atomic import copy_file, write_json
 
 WORK_FILES = ("last.pt", "best.pt", "history.csv")
 
@@ -106,8 +104,7 @@ def train_detector(
         model_saver=lambda network, path: save_checkpoint(path, params.arch, network),
     )  # fmt: skip
     history = trainer.fit()
-    shutil.copyfile(out_dir / "best.pt", out_dir / ".model.pt.tmp")
-    os.replace(out_dir / ".model.pt.tmp", out_dir / "model.pt")
+    copy_file(out_dir / "best.pt", out_dir / "model.pt")
     best = load_checkpoint(out_dir / "model.pt").eval()
     metrics: dict[str, Any] = {
         "params_total": params_total(best),

@@ -30,8 +30,6 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -67,6 +65,7 @@ from featherface.engine.optim import (
     build_scheduler,
 )
 from featherface.errors import FeatherFaceError
+from featherface.utils.atomic import save_torch as atomic_save
 from featherface.utils.atomic import write_text
 
 LossFunction = Callable[[Any, Sequence[Mapping[str, Tensor]], Tensor], dict[str, Tensor]]
@@ -100,19 +99,6 @@ class DetectionLoss:
 def metric_name(split: str, term: str) -> str:
     """``<split>/loss`` for the total, ``<split>/<term>`` for a named term."""
     return f"{split}/loss" if term == "total" else f"{split}/{term}"
-
-
-def atomic_save(payload: Any, path: Path) -> None:
-    """``torch.save`` to a temporary sibling, then ``os.replace`` onto ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        torch.save(payload, temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def map_tensors(value: Any, function: Callable[[Tensor], Tensor]) -> Any:

@@ -8,8 +8,6 @@ so a file never needs the code that produced it beyond the builder.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +16,7 @@ from torch import nn
 
 from featherface.errors import FeatherFaceError
 from featherface.models.registry import build_model
+from featherface.utils.atomic import save_torch
 
 FORMAT_VERSION = 1
 
@@ -29,22 +28,13 @@ def save_checkpoint(
 
     ``config`` defaults to ``model.config`` when the model has one, else ``{}``.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": FORMAT_VERSION,
         "arch": arch,
         "config": dict(config if config is not None else getattr(model, "config", {})),
         "state_dict": model.state_dict(),
     }
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        torch.save(payload, temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    save_torch(payload, path)
 
 
 def load_checkpoint(path: str | Path, **overrides: Any) -> nn.Module:
