@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -318,6 +319,20 @@ def evaluate_command(
     console.print(table)
 
 
+def _tracks(enabled: bool) -> bool:
+    """Whether this process logs to MLflow: ``enabled``, and rank 0 under ``torchrun``."""
+    return enabled and os.environ.get("RANK", "0") == "0"
+
+
+def _log_training(mlflow: Any, metrics: dict[str, Any], out: Path) -> None:
+    """Log a training stage's final metrics and its metrics and history files to MLflow."""
+    if mlflow is None or not metrics:
+        return
+    mlflow.log_metrics({key: float(value) for key, value in metrics.items()})
+    for name in ("metrics.json", "history.csv"):
+        mlflow.log_artifact(str(out / name))
+
+
 @app.command()
 @reports_errors
 def train(
@@ -333,11 +348,38 @@ def train(
     settings = load_params(params)
     run_params = {"model": section_dict(settings.model), "teacher": section_dict(settings.teacher)}
     with stage_run(
-        "teacher", run_params, settings.tracking.experiment, settings.tracking.enabled
+        "teacher", run_params, settings.tracking.experiment, _tracks(settings.tracking.enabled)
     ) as mlflow:
         metrics = train_detector(settings.teacher, settings.model, prepare_dir, out, mlflow)
-        if mlflow is not None:
-            mlflow.log_metrics({key: float(value) for key, value in metrics.items()})
-            for name in ("metrics.json", "history.csv"):
-                mlflow.log_artifact(str(out / name))
-    console.print(" ".join(f"{key}={value:.4g}" for key, value in metrics.items()))
+        _log_training(mlflow, metrics, out)
+    if metrics:
+        console.print(" ".join(f"{key}={value:.4g}" for key, value in metrics.items()))
+
+
+@app.command()
+@reports_errors
+def distill(
+    params: ParamsOption = Path("params.yaml"),
+    prepare_dir: Annotated[Path, typer.Option(help="Output of prepare.")] = Path("stages/prepare"),
+    teacher: Annotated[Path, typer.Option(help="Teacher checkpoint.")] = Path(
+        "stages/teacher/model.pt"
+    ),
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("stages/distill"),
+) -> None:
+    """Stage `distill`: train the `distill.arch` student (Nano-B) from the ground truth and the
+    frozen teacher."""
+    from featherface.engine.student import distill_student
+    from featherface.params import load_params, section_dict
+    from featherface.tracking import stage_run
+
+    settings = load_params(params)
+    run_params = {"model": section_dict(settings.model), "distill": section_dict(settings.distill)}
+    with stage_run(
+        "distill", run_params, settings.tracking.experiment, _tracks(settings.tracking.enabled)
+    ) as mlflow:
+        metrics = distill_student(
+            settings.distill, settings.model, prepare_dir, teacher, out, mlflow
+        )
+        _log_training(mlflow, metrics, out)
+    if metrics:
+        console.print(" ".join(f"{key}={value:.4g}" for key, value in metrics.items()))

@@ -57,9 +57,31 @@ class TrainParams:
     milestones: tuple[int, ...] = ()
     gamma: float = 0.1
     grad_clip_norm: float = 10.0
+    bn_recalibration_batches: int = 20
+    channels_last: bool = True
     num_workers: int = 2
     amp: bool = True
     seed: int = 0
+
+
+@dataclass(frozen=True)
+class DistillParams(TrainParams):
+    """``distill``: the student's training run plus the distillation weights.
+
+    The training keys mean what they mean under ``teacher``; the rest are the fields of
+    :class:`featherface.engine.distill.DistillationWeights` (``alpha: 0`` trains on the ground
+    truth alone, the ablation).
+    """
+
+    arch: str = "featherface-nano-b"
+    alpha: float = 1.0
+    temperature: float = 4.0
+    w_cls: float = 1.0
+    w_box: float = 1.0
+    w_landm: float = 1.0
+    w_feat: float = 1.0
+    confidence: float = 0.5
+    mask_margin: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -92,6 +114,7 @@ class Params:
     data: DataParams = field(default_factory=DataParams)
     model: ModelParams = field(default_factory=ModelParams)
     teacher: TrainParams = field(default_factory=TrainParams)
+    distill: DistillParams = field(default_factory=DistillParams)
     evaluate: EvaluateParams = field(default_factory=EvaluateParams)
     tracking: TrackingParams = field(default_factory=TrackingParams)
 

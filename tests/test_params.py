@@ -18,12 +18,38 @@ def test_repository_params_load() -> None:
     assert params.data.synthetic.num_val > 0
 
 
-def test_every_key_has_a_comment() -> None:
-    for number, line in enumerate((REPO_ROOT / "params.yaml").read_text().splitlines(), start=1):
+PARAMS_FILES = ("params.yaml", "pipelines/paper-widerface.yaml")
+
+
+@pytest.mark.parametrize("name", PARAMS_FILES)
+def test_every_key_has_a_comment(name: str) -> None:
+    for number, line in enumerate((REPO_ROOT / name).read_text().splitlines(), start=1):
         if ":" in line and not line.lstrip().startswith("#"):
             key, _, rest = line.partition(":")
             if rest.strip():  # a leaf key (section headers end with the colon)
-                assert "#" in rest, f"params.yaml:{number}: key {key.strip()!r} has no comment"
+                assert "#" in rest, f"{name}:{number}: key {key.strip()!r} has no comment"
+
+
+def _keys(text: str) -> list[str]:
+    return [line.split(":")[0] for line in text.splitlines() if line and line[0] != "#"]
+
+
+def test_paper_preset_has_every_key_of_params_yaml_and_the_paper_settings() -> None:
+    preset_path = REPO_ROOT / "pipelines" / "paper-widerface.yaml"
+    assert _keys(preset_path.read_text()) == _keys((REPO_ROOT / "params.yaml").read_text())
+    preset = load_params(preset_path)
+    assert preset.data.source == "widerface"
+    assert preset.model.backbone_weights is not None
+    for section in (preset.teacher, preset.distill):
+        assert (section.image_size, section.batch_size, section.epochs) == (640, 32, 350)
+        assert (section.optimizer, section.schedule, section.lr) == ("adamw", "onecycle", 1e-3)
+
+
+def test_distill_section_is_a_training_run_plus_the_loss_weights() -> None:
+    params = load_params(REPO_ROOT / "params.yaml")
+    assert params.teacher.arch == "featherface-v1"
+    assert params.distill.arch == "featherface-nano-b"
+    assert params.distill.alpha > 0 and params.distill.temperature > 0
 
 
 def _write(tmp_path: Path, text: str) -> Path:

@@ -23,9 +23,10 @@ from featherface.data.augment import EvalTransform, TrainAugmentation
 from featherface.data.dataset import FaceDataset, make_loader
 from featherface.data.prepare import PreparedData, load_prepared
 from featherface.engine.callbacks import Callback, MLflowCallback, ProgressCallback
+from featherface.engine.distributed import barrier, cleanup, init_distributed
 from featherface.engine.losses import MultiBoxLoss
 from featherface.engine.optim import OptimizerConfig, ScheduleConfig
-from featherface.engine.trainer import DetectionLoss, Trainer
+from featherface.engine.trainer import DetectionLoss, LossFunction, Trainer
 from featherface.evaluate.ground_truth import load_ground_truth
 from featherface.evaluate.runtime import TorchRunner
 from featherface.evaluate.stage import detect_split, image_keys, prediction_sets
@@ -64,15 +65,81 @@ def _fresh_or_resumed(out_dir: Path, run_params: dict[str, Any]) -> None:
 
 
 def validation_ap(
-    model: torch.nn.Module, data: PreparedData, prepare_dir: Path
+    model: torch.nn.Module,
+    data: PreparedData,
+    prepare_dir: Path,
+    device: str | torch.device = "cpu",
 ) -> dict[str, float]:
     """WIDER-protocol AP of ``model`` on the validation split (reference inference settings)."""
     settings = EvaluateParams()
     val = data.images[data.images["split"] == "val"]
     files = [data.image_path(row) for _, row in val.iterrows()]
-    found = detect_split(TorchRunner(model), files, settings)
+    found = detect_split(TorchRunner(model, device), files, settings)
     predictions = prediction_sets(image_keys(val["path"]), found)
     return evaluate(predictions, load_ground_truth(prepare_dir)).metrics()
+
+
+def train_network(
+    params: TrainParams,
+    model: torch.nn.Module,
+    loss_fn: LossFunction,
+    prepare_dir: Path,
+    out_dir: Path,
+    run_params: dict[str, Any],
+    mlflow: Any = None,
+    show_progress: bool = True,
+    extra_metrics: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Train ``model`` with ``loss_fn`` on the prepared data into ``out_dir/model.pt``.
+
+    The shared body of the ``teacher`` and ``distill`` stages: loaders from ``params``, the
+    trainer (resuming from ``last.pt`` when ``run_params`` match the interrupted run's), then
+    ``model.pt`` (the weights of lowest validation loss) and ``metrics.json``. Under ``torchrun``
+    every process trains its shard; rank 0 alone writes files and evaluates, and the other ranks
+    return an empty dict. The device is CUDA (GPU ``LOCAL_RANK``) when available. Returns the
+    metrics: ``params_total``, ``params_paper``, ``val_loss``, the validation APs and
+    ``extra_metrics``.
+    """
+    context = init_distributed()
+    if context.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        _fresh_or_resumed(out_dir, run_params)
+    barrier()
+    data = load_prepared(prepare_dir)
+    train_set = FaceDataset(data, "train", TrainAugmentation(params.image_size), params.seed)
+    val_set = FaceDataset(data, "val", EvalTransform(params.image_size), params.seed)
+    loaders = (
+        make_loader(train_set, params.batch_size, True, params.num_workers, params.seed, True),
+        make_loader(val_set, params.batch_size, False, params.num_workers, params.seed),
+    )
+    optimizer, schedule = optimisation(params)
+    callbacks: list[Callback] = [
+        ProgressCallback(enabled=show_progress and context.is_main),
+        MLflowCallback(mlflow),
+    ]
+    trainer = Trainer(
+        model, loss_fn, loaders[0], out_dir, val_loader=loaders[1],
+        optimizer=optimizer, schedule=schedule, epochs=params.epochs, amp=params.amp,
+        grad_clip_norm=params.grad_clip_norm, callbacks=callbacks, seed=params.seed,
+        context=context, bn_recalibration_batches=params.bn_recalibration_batches,
+        channels_last=params.channels_last,
+        model_saver=lambda network, path: save_checkpoint(path, params.arch, network),
+    )  # fmt: skip
+    history = trainer.fit()
+    cleanup()
+    if not context.is_main:
+        return {}
+    copy_file(out_dir / "best.pt", out_dir / "model.pt")
+    best = load_checkpoint(out_dir / "model.pt").eval()
+    metrics: dict[str, Any] = {
+        "params_total": params_total(best),
+        "params_paper": params_paper(best),
+        "val_loss": min(row["val/loss"] for row in history),
+        **validation_ap(best, data, prepare_dir, context.device),
+        **(extra_metrics or {}),
+    }
+    write_json(out_dir / "metrics.json", metrics)
+    return metrics
 
 
 def train_detector(
@@ -83,34 +150,11 @@ def train_detector(
     mlflow: Any = None,
     show_progress: bool = True,
 ) -> dict[str, Any]:
-    """Train ``params.arch`` into ``out_dir/model.pt``; return the metrics of ``metrics.json``."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    _fresh_or_resumed(out_dir, {"train": asdict(params), "model": asdict(model_params)})
-    data = load_prepared(prepare_dir)
-    train_set = FaceDataset(data, "train", TrainAugmentation(params.image_size), params.seed)
-    val_set = FaceDataset(data, "val", EvalTransform(params.image_size), params.seed)
-    loaders = (
-        make_loader(train_set, params.batch_size, True, params.num_workers, params.seed, True),
-        make_loader(val_set, params.batch_size, False, params.num_workers, params.seed),
-    )
+    """Stage ``teacher``: train ``params.arch`` on the MultiBox loss into ``out_dir/model.pt``;
+    returns the metrics of ``metrics.json``."""
     model = build_model(params.arch, backbone_weights=model_params.backbone_weights)
-    optimizer, schedule = optimisation(params)
-    callbacks: list[Callback] = [ProgressCallback(enabled=show_progress), MLflowCallback(mlflow)]
-    trainer = Trainer(
-        model, DetectionLoss(MultiBoxLoss()), loaders[0], out_dir, val_loader=loaders[1],
-        optimizer=optimizer, schedule=schedule, epochs=params.epochs,
-        device="cuda" if torch.cuda.is_available() else "cpu", amp=params.amp,
-        grad_clip_norm=params.grad_clip_norm, callbacks=callbacks, seed=params.seed,
-        model_saver=lambda network, path: save_checkpoint(path, params.arch, network),
+    run_params = {"train": asdict(params), "model": asdict(model_params)}
+    return train_network(
+        params, model, DetectionLoss(MultiBoxLoss()), prepare_dir, out_dir, run_params, mlflow,
+        show_progress,
     )  # fmt: skip
-    history = trainer.fit()
-    copy_file(out_dir / "best.pt", out_dir / "model.pt")
-    best = load_checkpoint(out_dir / "model.pt").eval()
-    metrics: dict[str, Any] = {
-        "params_total": params_total(best),
-        "params_paper": params_paper(best),
-        "val_loss": min(row["val/loss"] for row in history),
-        **validation_ap(best, data, prepare_dir),
-    }
-    write_json(out_dir / "metrics.json", metrics)
-    return metrics

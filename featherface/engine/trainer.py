@@ -17,6 +17,12 @@ Files in ``out_dir``, written by rank 0 only, each atomically (temporary file, t
 - ``history.csv``: one row per epoch: ``epoch``, ``train/loss`` (the total), ``train/<term>`` per
   named term (``train/loss_loc``, ...), the same for ``val/``, ``lr``, ``images_per_s``.
 
+With ``bn_recalibration_batches = N > 0`` every epoch ends by re-estimating the BatchNorm
+statistics on the first ``N`` batches of that epoch's data order (precise BN, see
+:mod:`featherface.engine.batchnorm`), so validation and the saved weights use statistics of the
+final weights. ``channels_last`` trains in the NHWC memory layout (same results, faster
+convolutions on CPU and under AMP on GPU).
+
 A loss that is an ``nn.Module`` is moved to the device, switched between train and eval with the
 model, optimised with it (its trainable parameters, e.g. distillation adapters) and checkpointed.
 Epochs are 0-based. Under ``torchrun`` the model is wrapped in DistributedDataParallel (the loss's
@@ -42,6 +48,7 @@ from torch.optim.lr_scheduler import LRScheduler
 from torch.utils.data import DataLoader
 
 from featherface.detection.priors import PriorConfig
+from featherface.engine.batchnorm import recalibrate_batchnorm
 from featherface.engine.callbacks import Callback
 from featherface.engine.distributed import (
     DistributedContext,
@@ -142,6 +149,8 @@ class Trainer:
         seed: int = 0,
         context: DistributedContext | None = None,
         model_saver: ModelSaver | None = None,
+        bn_recalibration_batches: int = 0,
+        channels_last: bool = False,
     ) -> None:
         if epochs <= 0:
             raise ValueError(f"epochs must be positive, got {epochs}")
@@ -149,7 +158,8 @@ class Trainer:
             raise ValueError(f"grad_clip_norm must be positive, got {grad_clip_norm}")
         self.context = context or current_context(device)
         self.device = self.context.device
-        self.model = wrap_ddp(model, self.context)
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.model = wrap_ddp(model.to(memory_format=self.memory_format), self.context)
         self.loss_fn = loss_fn
         self.loss_module = loss_fn.to(self.device) if isinstance(loss_fn, nn.Module) else None
         if self.loss_module is not None:
@@ -165,6 +175,7 @@ class Trainer:
         self.callbacks = list(callbacks)
         self.seed = seed
         self.model_saver = model_saver
+        self.bn_recalibration_batches = bn_recalibration_batches
         self.steps_per_epoch = len(train_loader)
         self.optimizer, self.scheduler = self.build_optimization(optimizer, schedule)
         self.trained_parameters = [
@@ -265,17 +276,34 @@ class Trainer:
             images_seen += int(images.shape[0])
             self._run_callbacks("on_train_batch_end", self.global_step, terms, images)
             self.global_step += 1
+        elapsed = max(time.perf_counter() - start, 1e-9)
+        self.recalibrate_batchnorm()
         broadcast_tensors(self.network.buffers())
         means = self._reduce_means(sums, batches, "train")
         seen = torch.tensor([images_seen], dtype=torch.float64, device=self.device)
         seen = all_reduce_sum(seen)
-        elapsed = max(time.perf_counter() - start, 1e-9)
         return {**means, "lr": self.last_lr, "images_per_s": float(seen.item()) / elapsed}
+
+    def recalibrate_batchnorm(self) -> None:
+        """Re-estimate the model's BatchNorm statistics on ``bn_recalibration_batches`` batches
+        of the train loader with the epoch's final weights (:mod:`featherface.engine.batchnorm`);
+        rank 0's estimates then go to every rank with the other buffers."""
+        if self.bn_recalibration_batches <= 0:
+            return
+        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+            recalibrate_batchnorm(
+                self.network,
+                self.train_loader,
+                self.bn_recalibration_batches,
+                lambda batch: self.preprocess_batch(batch)[0],
+            )
 
     def preprocess_batch(self, batch: Any) -> tuple[Tensor, Any]:
         """``(images, targets)`` of a loader batch, moved to the device."""
         images, targets = batch
-        images = images.to(self.device, non_blocking=True)
+        images = images.to(self.device, non_blocking=True).contiguous(
+            memory_format=self.memory_format
+        )
         return images, map_tensors(targets, lambda t: t.to(self.device, non_blocking=True))
 
     def compute_loss(self, model: nn.Module, images: Tensor, targets: Any) -> dict[str, Tensor]:

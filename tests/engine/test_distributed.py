@@ -129,3 +129,59 @@ def test_two_process_ddp_logs_once_writes_once_and_agrees(tmp_path: Path) -> Non
     assert len(runs) == 1
     history = mlflow.MlflowClient().get_metric_history(runs[0].info.run_id, "train/loss")
     assert sorted(metric.step for metric in history) == [0, 1]
+
+
+STAGE_PARAMS = """
+data:
+  synthetic:
+    seed: 4
+    num_train: 8
+    num_val: 2
+    max_image_size: 320
+    max_faces: 4
+    workers: 1
+teacher:
+  arch: featherface-nano-b
+  image_size: 96
+  batch_size: 2
+  epochs: 1
+  num_workers: 0
+  bn_recalibration_batches: 1
+tracking:
+  experiment: ddp-stage
+"""
+
+
+def test_teacher_stage_under_torchrun_writes_and_logs_once(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from featherface.cli import app
+
+    (tmp_path / "params.yaml").write_text(STAGE_PARAMS)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "DVC_ROOT": str(tmp_path)}
+    env["OMP_NUM_THREADS"] = "1"
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        assert CliRunner().invoke(app, ["prepare"], env=env).exit_code == 0
+    finally:
+        os.chdir(cwd)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    command += ["--nproc_per_node", "2", "--no-python", "featherface", "train"]
+    result = subprocess.run(
+        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.stdout.count("params_total=") == 1  # rank 0 alone reports
+
+    out = tmp_path / "stages" / "teacher"
+    assert {"model.pt", "metrics.json", "history.csv", "last.pt"} <= {p.name for p in out.iterdir()}
+    assert len(torch.load(out / "last.pt", weights_only=True)["rng"]) == 2
+
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    runs = mlflow.search_runs(experiment_names=["ddp-stage"], output_format="list")
+    stages = [run.data.tags["featherface.stage"] for run in runs]
+    assert stages.count("teacher") == 1

@@ -211,17 +211,24 @@ def test_last_checkpoint_loads_with_weights_only(tmp_path: Path) -> None:
     assert math.isfinite(state["best_loss"])
 
 
-def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path: Path) -> None:
-    uninterrupted = make_trainer(tmp_path / "full", epochs=3)
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"bn_recalibration_batches": 2, "channels_last": True}],
+    ids=["plain", "precise-bn-channels-last"],
+)
+def test_resume_after_a_crash_equals_an_uninterrupted_run(
+    tmp_path: Path, options: dict[str, Any]
+) -> None:
+    uninterrupted = make_trainer(tmp_path / "full", epochs=3, **options)
     uninterrupted.fit()
 
     with pytest.raises(RuntimeError, match="simulated crash"):
-        make_trainer(tmp_path / "crashed", epochs=3, callbacks=[Crash(epoch=0)]).fit()
+        make_trainer(tmp_path / "crashed", epochs=3, callbacks=[Crash(epoch=0)], **options).fit()
     assert len(read_history(tmp_path / "crashed" / "history.csv")) == 1
     random.seed(123)  # the resumed run must restore the RNG states, not rely on them
     np.random.seed(123)
     recorder = Recorder()
-    resumed = make_trainer(tmp_path / "crashed", epochs=3, seed=0, callbacks=[recorder])
+    resumed = make_trainer(tmp_path / "crashed", epochs=3, seed=0, callbacks=[recorder], **options)
     resumed.fit()
 
     assert [e for hook, e in recorder.calls if hook == "epoch_start"] == [1, 2]
@@ -231,6 +238,14 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path: Path) -> Non
     full_rows = read_history(tmp_path / "full" / "history.csv")
     resumed_rows = read_history(tmp_path / "crashed" / "history.csv")
     assert [r["train/loss"] for r in resumed_rows] == [r["train/loss"] for r in full_rows]
+
+
+def test_precise_bn_sets_the_statistics_of_the_final_weights(tmp_path: Path) -> None:
+    trainer = make_trainer(tmp_path, epochs=1, bn_recalibration_batches=2, val_loader=None)
+    trainer.fit()
+    bn = next(m for m in trainer.network.modules() if isinstance(m, nn.BatchNorm2d))
+    assert int(bn.num_batches_tracked) == 2  # reset, then exactly two batches averaged
+    assert bn.momentum == 0.1
 
 
 def test_resume_refuses_a_different_plan(tmp_path: Path) -> None:
