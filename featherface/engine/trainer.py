@@ -103,6 +103,19 @@ class DetectionLoss:
         return {"total": named.pop("loss_total"), **named}
 
 
+def with_memory_format(model: nn.Module, memory_format: torch.memory_format) -> nn.Module:
+    """``model`` with its 4-D parameters and buffers in ``memory_format`` (in place).
+
+    ``nn.Module.to(memory_format=...)`` also converts 5-D tensors and fails on them for a 2-D
+    format such as ``channels_last``; here only the 4-D ones (convolution weights) change.
+    """
+    with torch.no_grad():
+        for tensor in (*model.parameters(), *model.buffers()):
+            if tensor.dim() == 4:
+                tensor.data = tensor.data.contiguous(memory_format=memory_format)
+    return model
+
+
 def metric_name(split: str, term: str) -> str:
     """``<split>/loss`` for the total, ``<split>/<term>`` for a named term."""
     return f"{split}/loss" if term == "total" else f"{split}/{term}"
@@ -159,7 +172,7 @@ class Trainer:
         self.context = context or current_context(device)
         self.device = self.context.device
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.model = wrap_ddp(model.to(memory_format=self.memory_format), self.context)
+        self.model = wrap_ddp(with_memory_format(model, self.memory_format), self.context)
         self.loss_fn = loss_fn
         self.loss_module = loss_fn.to(self.device) if isinstance(loss_fn, nn.Module) else None
         if self.loss_module is not None:
