@@ -45,9 +45,9 @@ class TrainParams:
     """``teacher``: one training run (architecture, data size, optimiser, schedule)."""
 
     arch: str = "featherface-v1"
-    image_size: int = 320
-    batch_size: int = 16
-    epochs: int = 2
+    image_size: int = 256
+    batch_size: int = 8
+    epochs: int = 4
     optimizer: Literal["adamw", "sgd"] = "adamw"
     lr: float = 3e-3
     weight_decay: float = 5e-4
