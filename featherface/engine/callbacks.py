@@ -7,6 +7,7 @@ Epoch indices are 0-based; ``step`` is the 0-based global iteration index.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -49,6 +50,9 @@ class Callback:
         """After the last epoch, and also when training stops on an error."""
 
 
+LOG_WIDTH = 240  # columns of the progress line when the output is not a terminal
+
+
 class ProgressCallback(Callback):
     """A rich progress bar per epoch: iterations, running mean losses, images/s and ETA.
 
@@ -57,7 +61,8 @@ class ProgressCallback(Callback):
 
     def __init__(self, enabled: bool = True, console: Console | None = None) -> None:
         self.enabled = enabled
-        self.console = console
+        # Off a terminal (a DVC log, CI), rich would cut lines at 80 columns and drop the losses.
+        self.console = console or Console(width=None if sys.stdout.isatty() else LOG_WIDTH)
         self._progress: Progress | None = None
         self._task: TaskID | None = None
         self._epochs = 0

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from featherface.engine.distill import DistillationLoss, DistillationWeights
+from featherface.engine.distributed import seed_everything
 from featherface.engine.teacher import train_network
 from featherface.errors import FeatherFaceError
 from featherface.models import build_model
@@ -65,6 +66,7 @@ def distill_student(
             )
         teacher = load_checkpoint(teacher_path)
         run_params["teacher_sha256"] = file_sha256(teacher_path)
+    seed_everything(params.seed)  # the initial weights depend on the seed alone
     student = build_model(params.arch, backbone_weights=model_params.backbone_weights)
     extra: dict[str, Any] = {}
     if teacher is not None:

@@ -23,7 +23,7 @@ from featherface.data.augment import EvalTransform, TrainAugmentation
 from featherface.data.dataset import FaceDataset, make_loader
 from featherface.data.prepare import PreparedData, load_prepared
 from featherface.engine.callbacks import Callback, MLflowCallback, ProgressCallback
-from featherface.engine.distributed import barrier, cleanup, init_distributed
+from featherface.engine.distributed import barrier, cleanup, init_distributed, seed_everything
 from featherface.engine.losses import MultiBoxLoss
 from featherface.engine.optim import OptimizerConfig, ScheduleConfig
 from featherface.engine.trainer import DetectionLoss, LossFunction, Trainer
@@ -152,6 +152,7 @@ def train_detector(
 ) -> dict[str, Any]:
     """Stage ``teacher``: train ``params.arch`` on the MultiBox loss into ``out_dir/model.pt``;
     returns the metrics of ``metrics.json``."""
+    seed_everything(params.seed)  # the initial weights depend on the seed alone
     model = build_model(params.arch, backbone_weights=model_params.backbone_weights)
     run_params = {"train": asdict(params), "model": asdict(model_params)}
     return train_network(
