@@ -7,11 +7,13 @@ Files in the stage folder (``stages/teacher``):
   ``ap_easy``/``ap_medium``/``ap_hard`` of ``model.pt`` on the validation split;
 - ``history.csv``: one row per epoch (DVC plots);
 - ``last.pt``, ``best.pt``, ``run_params.json``: the trainer's working files. ``last.pt`` lets an
-  interrupted run resume where it stopped; it is discarded when the stage's parameters changed.
+  interrupted run resume where it stopped; it is discarded when the stage's parameters or the
+  package's code changed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -53,9 +55,24 @@ def optimisation(params: TrainParams) -> tuple[OptimizerConfig, ScheduleConfig]:
     return optimizer, schedule
 
 
+def code_fingerprint() -> str:
+    """SHA-256 over the path and bytes of every ``.py`` file of the ``featherface`` package.
+
+    Part of a stage's resume key: when DVC reruns a training stage because its code changed, the
+    working files of the previous code are discarded instead of resumed.
+    """
+    package = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        digest.update(path.relative_to(package).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
 def _fresh_or_resumed(out_dir: Path, run_params: dict[str, Any]) -> None:
-    """Keep the trainer's working files only if they come from the same parameters."""
+    """Keep the trainer's working files only if they come from the same parameters and code."""
     marker = out_dir / "run_params.json"
+    run_params = {**run_params, "code_sha256": code_fingerprint()}
     run_params = json.loads(json.dumps(run_params))  # tuples as lists, as read back
     if marker.is_file() and json.loads(marker.read_text()) == run_params:
         return

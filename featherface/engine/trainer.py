@@ -237,6 +237,8 @@ class Trainer:
                 self._run_callbacks("on_epoch_end", epoch, metrics)
         finally:
             self._run_callbacks("on_fit_end")
+        if self.context.is_main and start == self.epochs:  # nothing left to train: the history
+            self.write_history()  # file may be gone (DVC removes outputs before a stage runs)
         return self.history
 
     def fit_epoch(self, epoch: int) -> dict[str, float]:

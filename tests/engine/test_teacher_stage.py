@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+import featherface.engine.teacher as teacher_module
 from featherface.cli import app
 from featherface.models.checkpoint import load_checkpoint
 
@@ -40,7 +41,9 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def test_train_writes_model_metrics_and_history(workspace: Path) -> None:
+def test_train_writes_model_metrics_and_history(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     result = CliRunner().invoke(app, ["train"])
     assert result.exit_code == 0, result.output
     out = workspace / "stages" / "teacher"
@@ -60,10 +63,20 @@ def test_train_writes_model_metrics_and_history(workspace: Path) -> None:
     assert run.data.tags["featherface.stage"] == "teacher"
     assert "val/loss" in run.data.metrics and "ap_hard" in run.data.metrics
 
-    # Same parameters: the finished run is resumed, not retrained.
+    # Same parameters and code: the finished run is resumed, not retrained, and the outputs DVC
+    # removes before running a stage are written again.
     before = (out / "last.pt").stat().st_mtime_ns
+    for name in ("model.pt", "history.csv", "metrics.json"):
+        (out / name).unlink()
     assert CliRunner().invoke(app, ["train"]).exit_code == 0
     assert (out / "last.pt").stat().st_mtime_ns == before
+    assert pd.read_csv(out / "history.csv")["epoch"].tolist() == [0, 1]
+    assert (out / "model.pt").is_file() and (out / "metrics.json").is_file()
+
+    # Changed code: the working files of the old code are discarded.
+    monkeypatch.setattr(teacher_module, "code_fingerprint", lambda: "other code")
+    assert CliRunner().invoke(app, ["train"]).exit_code == 0
+    assert (out / "last.pt").stat().st_mtime_ns != before
 
     # Changed parameters: the old working files are discarded and training starts again.
     Path("params.yaml").write_text(TINY.replace("epochs: 2", "epochs: 1"))
