@@ -18,6 +18,7 @@ from typing import Any, Literal
 import yaml
 
 from featherface.data.synthetic.config import SyntheticConfig
+from featherface.engine.distill_weights import DistillationWeights
 from featherface.errors import ParamsError
 
 
@@ -65,23 +66,20 @@ class TrainParams:
 
 
 @dataclass(frozen=True)
-class DistillParams(TrainParams):
+class DistillParams(TrainParams, DistillationWeights):
     """``distill``: the student's training run plus the distillation weights.
 
     The training keys mean what they mean under ``teacher``; the rest are the fields of
-    :class:`featherface.engine.distill.DistillationWeights` (``alpha: 0`` trains on the ground
-    truth alone, the ablation).
+    :class:`~featherface.engine.distill_weights.DistillationWeights` (``alpha: 0`` trains on the
+    ground truth alone, the ablation), checked as there.
     """
 
     arch: str = "featherface-nano-b"
-    alpha: float = 1.0
-    temperature: float = 4.0
-    w_cls: float = 1.0
-    w_box: float = 1.0
-    w_landm: float = 1.0
-    w_feat: float = 1.0
-    confidence: float = 0.5
-    mask_margin: float = 0.5
+
+    def weights(self) -> DistillationWeights:
+        """The distillation weights alone."""
+        names = [f.name for f in dataclasses.fields(DistillationWeights)]
+        return DistillationWeights(**{name: getattr(self, name) for name in names})
 
 
 @dataclass(frozen=True)

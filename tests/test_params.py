@@ -72,6 +72,7 @@ def _write(tmp_path: Path, text: str) -> Path:
             "need 1 <= min_faces <= max_faces",
         ),
         ("data: [1, 2]\n", "data must be a mapping"),
+        ("distill:\n  temperature: 0\n", "distill: temperature must be positive"),
         ("data:\n  source: [\n", "not valid YAML"),
     ],
 )

@@ -16,7 +16,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from featherface.engine.distill import DistillationLoss, DistillationWeights
+from featherface.engine.distill import DistillationLoss
 from featherface.engine.distributed import seed_everything
 from featherface.engine.teacher import train_network
 from featherface.errors import FeatherFaceError
@@ -24,15 +24,6 @@ from featherface.models import build_model
 from featherface.models.checkpoint import load_checkpoint
 from featherface.models.complexity import params_total
 from featherface.params import DistillParams, ModelParams
-
-
-def distillation_weights(params: DistillParams) -> DistillationWeights:
-    """The loss weights of the ``distill`` section."""
-    return DistillationWeights(
-        alpha=params.alpha, temperature=params.temperature, w_cls=params.w_cls,
-        w_box=params.w_box, w_landm=params.w_landm, w_feat=params.w_feat,
-        confidence=params.confidence, mask_margin=params.mask_margin,
-    )  # fmt: skip
 
 
 def file_sha256(path: Path) -> str:
@@ -55,7 +46,7 @@ def distill_student(
 ) -> dict[str, Any]:
     """Stage ``distill``: train ``params.arch`` into ``out_dir/model.pt``; returns the metrics
     of ``metrics.json``."""
-    weights = distillation_weights(params)
+    weights = params.weights()
     teacher = None
     run_params: dict[str, Any] = {"distill": asdict(params), "model": asdict(model_params)}
     if weights.alpha > 0:
