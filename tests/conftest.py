@@ -95,3 +95,17 @@ def wider_folder(tmp_path: Path) -> Path:
     label.parent.mkdir(parents=True)
     label.write_text(TRAIN_LABELS)
     return root
+
+
+def prepared_workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, params_text: str) -> Path:
+    """``tmp_path`` as the working folder with ``params.yaml`` = ``params_text`` and the
+    ``prepare`` stage run (for the training-stage tests)."""
+    from typer.testing import CliRunner
+
+    from featherface.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text(params_text)
+    result = CliRunner().invoke(app, ["prepare"])
+    assert result.exit_code == 0, result.output
+    return tmp_path

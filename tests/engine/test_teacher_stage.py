@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 import featherface.engine.teacher as teacher_module
 from featherface.cli import app
 from featherface.models.checkpoint import load_checkpoint
+from tests.conftest import prepared_workspace
 
 TINY = """
 data:
@@ -35,10 +36,7 @@ tracking:
 
 @pytest.fixture
 def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    Path("params.yaml").write_text(TINY)
-    assert CliRunner().invoke(app, ["prepare"]).exit_code == 0
-    return tmp_path
+    return prepared_workspace(tmp_path, monkeypatch, TINY)
 
 
 def test_train_writes_model_metrics_and_history(
