@@ -119,7 +119,55 @@ def weighted_gather_sum(table: Tensor, index: Tensor, weight: Tensor) -> Tensor:
     if torch.onnx.is_in_onnx_export():
         rows = table.index_select(0, index.reshape(-1))
         return (rows.view(index.shape[0], index.shape[1], -1) * weight.unsqueeze(-1)).sum(dim=1)
+    if torch.is_grad_enabled() and (table.requires_grad or weight.requires_grad):
+        return _WeightedGatherSum.apply(table, index, weight)
     return F.embedding_bag(index, table, per_sample_weights=weight, mode="sum")
+
+
+class _WeightedGatherSum(torch.autograd.Function):
+    """:func:`weighted_gather_sum` with a faster backward on CPU than ``embedding_bag``'s.
+
+    The table gradient is the transposed sum ``dT[r] = sum_{(n, j): index[n, j] = r}
+    weight[n, j] * dout[n]``: after a sort of the flat indices, it is itself an ``embedding_bag``
+    forward with one bag per table row (empty bags give zero rows), which avoids the slower
+    dense ``embedding_bag`` backward. The weight gradient is ``dW[n, j] = T[index[n, j]] . dout[n]``
+    (``aten._embedding_bag_per_sample_weights_backward``).
+    """
+
+    @staticmethod
+    def forward(ctx, table: Tensor, index: Tensor, weight: Tensor) -> Tensor:  # type: ignore[override]
+        bags, width = index.shape
+        flat = index.reshape(-1)
+        offsets = torch.arange(0, bags * width, width, device=index.device)
+        out, offset2bag, _, _ = torch.ops.aten._embedding_bag(
+            table, flat, offsets, False, 0, False, weight.reshape(-1), False, -1
+        )
+        ctx.save_for_backward(table, flat, offsets, offset2bag, weight)
+        ctx.width = width
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out: Tensor) -> tuple[Tensor | None, None, Tensor | None]:  # type: ignore[override]
+        table, flat, offsets, offset2bag, weight = ctx.saved_tensors
+        grad_out = grad_out.contiguous()
+        grad_table = grad_weight = None
+        if ctx.needs_input_grad[0]:
+            order = torch.argsort(flat)
+            counts = torch.bincount(flat, minlength=table.shape[0])
+            starts = torch.cumsum(counts, 0) - counts
+            grad_table = F.embedding_bag(
+                torch.div(order, ctx.width, rounding_mode="floor"),
+                grad_out,
+                starts,
+                per_sample_weights=weight.reshape(-1)[order].to(grad_out.dtype),
+                mode="sum",
+            ).to(table.dtype)
+        if ctx.needs_input_grad[2]:
+            grad_weight = torch.ops.aten._embedding_bag_per_sample_weights_backward(
+                grad_out, table, flat, offsets, offset2bag, 0, -1
+            ).view_as(weight)
+        return grad_table, None, grad_weight
 
 
 def _project_then_sample(

@@ -191,6 +191,29 @@ def test_weighted_gather_sum_export_branch(monkeypatch: pytest.MonkeyPatch) -> N
     torch.testing.assert_close(explicit, expected, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize(
+    ("table_grad", "weight_grad"), [(True, True), (True, False), (False, True)]
+)
+def test_weighted_gather_sum_backward(table_grad: bool, weight_grad: bool) -> None:
+    """The sort-based backward passes gradcheck (repeated rows, rows never read) and equals the
+    gradients of the plain gather-multiply-sum."""
+    gen = torch.Generator().manual_seed(5)
+    table = torch.randn(40, 6, generator=gen, dtype=torch.float64).requires_grad_(table_grad)
+    index = torch.randint(0, 30, (15, 8), generator=gen)  # rows 30-39 are never read
+    index[0, :3] = 7  # one row read three times by one output
+    weight = torch.randn(15, 8, generator=gen, dtype=torch.float64).requires_grad_(weight_grad)
+    assert torch.autograd.gradcheck(lambda t, w: weighted_gather_sum(t, index, w), (table, weight))
+
+    grad_out = torch.randn(15, 6, generator=gen, dtype=torch.float64)
+    inputs = [tensor for tensor in (table, weight) if tensor.requires_grad]
+    fused = torch.autograd.grad(weighted_gather_sum(table, index, weight), inputs, grad_out)
+    plain = (table[index] * weight.unsqueeze(-1)).sum(dim=1)
+    for got, expected in zip(fused, torch.autograd.grad(plain, inputs, grad_out), strict=True):
+        torch.testing.assert_close(got, expected)
+    if table_grad:
+        assert fused[0][30:].abs().sum() == 0
+
+
 @pytest.mark.filterwarnings("ignore:You are using the legacy TorchScript-based ONNX export")
 @pytest.mark.filterwarnings("ignore:The feature will be removed")
 @pytest.mark.filterwarnings("ignore:Constant folding - Only steps=1")
