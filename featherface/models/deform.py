@@ -153,7 +153,8 @@ class _WeightedGatherSum(torch.autograd.Function):
         grad_out = grad_out.contiguous()
         grad_table = grad_weight = None
         if ctx.needs_input_grad[0]:
-            order = torch.argsort(flat)
+            keys = flat.int() if table.shape[0] < 2**31 else flat  # int32 sorts about 2x faster
+            order = torch.argsort(keys)
             counts = torch.bincount(flat, minlength=table.shape[0])
             starts = torch.cumsum(counts, 0) - counts
             grad_table = F.embedding_bag(
