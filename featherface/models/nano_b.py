@@ -53,6 +53,7 @@ from featherface.models.heads import DetectionHead
 from featherface.models.outputs import RawOutputs
 from featherface.models.registry import register_model
 from featherface.models.small_face import ASSN, MSEFPN, ScaleDecoupling
+from featherface.models.widths import apply_widths
 
 __all__ = ["FeatherFaceNanoB", "featherface_nano_b"]
 
@@ -141,6 +142,7 @@ def featherface_nano_b(
     deformable: bool = False,
     deform_implementation: str = "sampling",
     backbone_weights: str | Path | None = None,
+    widths: dict[str, list[int]] | None = None,
 ) -> FeatherFaceNanoB:
     """FeatherFace Nano-B (pre-pruning), every switch an ablation that keeps the network valid.
 
@@ -149,7 +151,9 @@ def featherface_nano_b(
     convs in SSH as V1 (slow on CPU, off by default), computed by ``deform_implementation``
     (``"sampling"`` or ``"torchvision"``). ``backbone_weights``: optional path to the ImageNet
     ``mobilenetV1X0.25_pretrain.tar`` (a trusted file; see
-    :func:`~featherface.models.backbone.load_imagenet_weights`).
+    :func:`~featherface.models.backbone.load_imagenet_weights`). ``widths``: layer sizes of a
+    pruned network (:func:`~featherface.models.widths.layer_widths` of it), applied after the
+    backbone weights; the layers it names start from fresh weights.
 
     ``model.config`` holds every keyword argument but ``backbone_weights`` (the weights are in
     the checkpoint; the path need not exist where it is loaded), so
@@ -166,4 +170,7 @@ def featherface_nano_b(
     )
     if backbone_weights is not None:
         load_imagenet_weights(model.backbone, backbone_weights)
+    if widths is not None:
+        apply_widths(model, widths)
+        model.config["widths"] = {name: list(width) for name, width in widths.items()}
     return model
