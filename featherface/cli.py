@@ -383,3 +383,6 @@ def distill(
         _log_training(mlflow, metrics, out)
     if metrics:
         console.print(" ".join(f"{key}={value:.4g}" for key, value in metrics.items()))
+
+
+from featherface import cli_prune  # noqa: E402, F401  (registers `prune` and `finetune`)

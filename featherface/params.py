@@ -83,6 +83,47 @@ class DistillParams(TrainParams, DistillationWeights):
 
 
 @dataclass(frozen=True)
+class PruneParams:
+    """``prune``: the B-FPGM search over per-layer-group FPGM rates (see
+    :mod:`featherface.prune.search` for the objective)."""
+
+    rate: float = 0.6
+    tolerance: float = 0.03
+    n_calls: int = 10
+    max_rate: float = 0.9
+    penalty: float = 10.0
+    mask_interval: int = 1
+    trial_steps: int = 8
+    trial_images: int = 48
+    image_size: int = 256
+    batch_size: int = 8
+    lr: float = 1e-3
+    num_workers: int = 2
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.rate < 1.0:
+            raise ValueError(f"rate must be in (0, 1), got {self.rate}")
+        if not 0.0 < self.max_rate < 1.0:
+            raise ValueError(f"max_rate must be in (0, 1), got {self.max_rate}")
+        for name in ("n_calls", "mask_interval", "trial_steps", "trial_images", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class FinetuneParams(TrainParams):
+    """``finetune``: soft filter pruning at the found rates for ``soft_epochs``, physical
+    removal, then ``epochs`` of ordinary training of the smaller network. The training keys mean
+    what they mean under ``teacher``; ``arch`` is the student's."""
+
+    arch: str = "featherface-nano-b"
+    soft_epochs: int = 1
+    epochs: int = 2
+    lr: float = 1e-3
+
+
+@dataclass(frozen=True)
 class EvaluateParams:
     """``evaluate``: how detections are produced for the WIDER FACE protocol."""
 
@@ -113,6 +154,8 @@ class Params:
     model: ModelParams = field(default_factory=ModelParams)
     teacher: TrainParams = field(default_factory=TrainParams)
     distill: DistillParams = field(default_factory=DistillParams)
+    prune: PruneParams = field(default_factory=PruneParams)
+    finetune: FinetuneParams = field(default_factory=FinetuneParams)
     evaluate: EvaluateParams = field(default_factory=EvaluateParams)
     tracking: TrackingParams = field(default_factory=TrackingParams)
 

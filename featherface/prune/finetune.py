@@ -1,0 +1,143 @@
+"""The ``finetune`` stage: soft filter pruning at the planned rates, physical removal, fine-tuning.
+
+1. **Soft pruning** (He et al., "Soft Filter Pruning", IJCAI 2018) for ``finetune.soft_epochs``:
+   before the first epoch and after every ``prune.mask_interval`` epochs the FPGM-selected
+   channels at ``plan.json``'s rates are zeroed (:meth:`PruningGraph.soft_prune`); gradients are
+   not masked, so a zeroed filter can grow back and FPGM may pick others next time.
+2. **Physical pruning**: the channels FPGM selects on the soft-pruned weights are removed
+   (:meth:`PruningGraph.prune`), and the network's layer sizes go into its ``config["widths"]``.
+3. **Fine-tuning** of the smaller network for ``finetune.epochs`` with the MultiBox loss, through
+   the same training body as the ``teacher`` stage.
+
+Files in the stage folder (``stages/finetune``) are those of the ``teacher`` stage; ``model.pt``
+rebuilds through the registry (``featherface-nano-b`` with ``widths``) without any pruning code.
+``metrics.json`` adds ``student_params_total``, ``target_params`` and ``params_ratio`` (pruned over
+student parameters, both true counts). The soft-pruning run keeps its working files in ``soft/``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from featherface.data.augment import EvalTransform, TrainAugmentation
+from featherface.data.dataset import FaceDataset, make_loader
+from featherface.data.prepare import load_prepared
+from featherface.engine.callbacks import Callback, ProgressCallback
+from featherface.engine.distributed import seed_everything
+from featherface.engine.losses import MultiBoxLoss
+from featherface.engine.teacher import optimisation, train_network
+from featherface.engine.trainer import DetectionLoss, Trainer
+from featherface.errors import FeatherFaceError
+from featherface.models.checkpoint import load_checkpoint
+from featherface.models.widths import layer_widths
+from featherface.params import FinetuneParams
+from featherface.prune.groups import PruningGraph, count_parameters
+from featherface.prune.search import Rates
+
+
+class SoftPruningCallback(Callback):
+    """Zero the FPGM plan at ``rates`` before training and after every ``interval`` epochs."""
+
+    def __init__(self, graph: PruningGraph, rates: Rates, interval: int) -> None:
+        self.graph = graph
+        self.rates = rates
+        self.interval = interval
+
+    def apply(self) -> None:
+        """Re-select the channels on the current weights and zero them."""
+        self.graph.soft_prune(self.graph.plan(self.rates))
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        self.apply()
+
+    def on_epoch_end(self, epoch: int, metrics: Any) -> None:
+        if (epoch + 1) % self.interval == 0:
+            self.apply()
+
+
+def read_plan(path: Path) -> dict[str, Any]:
+    """``plan.json`` of the prune stage; a missing or malformed file is a one-line error."""
+    try:
+        plan = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FeatherFaceError(f"{path}: pruning plan not found (run the prune stage)") from None
+    except json.JSONDecodeError as error:
+        raise FeatherFaceError(f"{path}:{error.lineno}: not valid JSON ({error.msg})") from None
+    rates = plan.get("rates") if isinstance(plan, dict) else None
+    if not isinstance(rates, dict) or not all(isinstance(v, int | float) for v in rates.values()):
+        raise FeatherFaceError(f"{path}: no 'rates' mapping of layer group to number")
+    return plan
+
+
+def soft_prune_training(
+    model: nn.Module,
+    graph: PruningGraph,
+    rates: Rates,
+    params: FinetuneParams,
+    mask_interval: int,
+    prepare_dir: Path,
+    out_dir: Path,
+    show_progress: bool,
+) -> None:
+    """Train ``model`` for ``params.soft_epochs`` with :class:`SoftPruningCallback`."""
+    data = load_prepared(prepare_dir)
+    train = FaceDataset(data, "train", TrainAugmentation(params.image_size), params.seed)
+    val = FaceDataset(data, "val", EvalTransform(params.image_size), params.seed)
+    loaders = (
+        make_loader(train, params.batch_size, True, params.num_workers, params.seed, True),
+        make_loader(val, params.batch_size, False, params.num_workers, params.seed),
+    )
+    optimizer, schedule = optimisation(params)
+    callbacks = [ProgressCallback(show_progress), SoftPruningCallback(graph, rates, mask_interval)]
+    trainer = Trainer(
+        model, DetectionLoss(MultiBoxLoss()), loaders[0], out_dir, val_loader=loaders[1],
+        optimizer=optimizer, schedule=schedule, epochs=params.soft_epochs,
+        grad_clip_norm=params.grad_clip_norm, seed=params.seed,
+        bn_recalibration_batches=params.bn_recalibration_batches,
+        callbacks=callbacks,
+    )  # fmt: skip
+    trainer.fit()
+
+
+def finetune_pruned(
+    params: FinetuneParams,
+    mask_interval: int,
+    plan_path: Path,
+    student_path: Path,
+    prepare_dir: Path,
+    out_dir: Path,
+    mlflow: Any = None,
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """Stage ``finetune`` (see the module docstring); returns the metrics of ``metrics.json``."""
+    plan = read_plan(plan_path)
+    rates = {name: float(value) for name, value in plan["rates"].items()}
+    if not student_path.is_file():
+        raise FeatherFaceError(f"{student_path}: student checkpoint not found (run distill first)")
+    model = load_checkpoint(student_path)
+    student_params = count_parameters(model)
+    seed_everything(params.seed)
+    graph = PruningGraph(model)
+    if params.soft_epochs > 0:
+        soft_prune_training(
+            model, graph, rates, params, mask_interval, prepare_dir, out_dir / "soft", show_progress
+        )
+    graph.soft_prune(graph.plan(rates))
+    graph.prune(graph.plan(rates))
+    model.config = {**model.config, "widths": layer_widths(model)}
+    pruned_params = count_parameters(model)
+    run_params = {"finetune": asdict(params), "plan": plan, "mask_interval": mask_interval}
+    extra = {
+        "student_params_total": student_params,
+        "target_params": plan.get("target_params"),
+        "params_ratio": pruned_params / student_params,
+    }
+    return train_network(
+        params, model, DetectionLoss(MultiBoxLoss()), prepare_dir, out_dir, run_params, mlflow,
+        show_progress, extra,
+    )  # fmt: skip
