@@ -89,7 +89,7 @@ class PruneParams:
 
     rate: float = 0.6
     tolerance: float = 0.03
-    n_calls: int = 10
+    n_calls: int = 8
     max_rate: float = 0.9
     penalty: float = 10.0
     mask_interval: int = 1
@@ -121,6 +121,11 @@ class FinetuneParams(TrainParams):
     soft_epochs: int = 1
     epochs: int = 2
     lr: float = 1e-3
+    bn_recalibration_batches: int = 10
+
+    def __post_init__(self) -> None:
+        if self.soft_epochs < 0:
+            raise ValueError(f"soft_epochs must be 0 or more, got {self.soft_epochs}")
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Each registered detector overfits one synthetic image: the loss falls by at least 90% and
+"""Each registered detector overfits one synthetic image: the loss falls by at least 95% and
 every face is found again at IoU >= 0.7."""
 
 from __future__ import annotations
@@ -61,12 +61,12 @@ def test_overfits_one_image(name: str, sample) -> None:
     for _ in range(MAX_STEPS):
         loss = criterion(model(image), [target], priors).total
         losses.append(loss.item())
-        if losses[-1] <= 0.1 * losses[0]:
+        if losses[-1] <= 0.05 * losses[0]:
             break
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    assert losses[-1] <= 0.1 * losses[0], f"loss {losses[-1]:.3f} from {losses[0]:.3f}"
+    assert losses[-1] <= 0.05 * losses[0], f"loss {losses[-1]:.3f} from {losses[0]:.3f}"
     with torch.no_grad():
         (found,) = postprocess(model(image), priors, (SIZE, SIZE), score_threshold=0.5)
     assert len(found.boxes) > 0

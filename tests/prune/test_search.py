@@ -57,14 +57,14 @@ def test_search_runs_every_call_and_prefers_the_band() -> None:
 
 
 def test_fit_to_budget_scales_into_the_band() -> None:
-    budget = Budget(target=400, tolerance=0.03)
+    budget = Budget(target=600, tolerance=0.03)
     rates = dict.fromkeys(LAYER_GROUPS, 0.2)
     rates["neck"] = 0.4
     fitted = fit_to_budget(rates, fake_count, budget, 0.9)
     assert budget.miss(fake_count(fitted)) == 0.0
     ratio = fitted["neck"] / fitted["context"]
     assert ratio == pytest.approx(2.0)  # proportions kept
-    inside = dict.fromkeys(LAYER_GROUPS, 0.6)
+    inside = dict.fromkeys(LAYER_GROUPS, 0.4)
     assert fit_to_budget(inside, fake_count, budget, 0.9) == inside
     zeros = fit_to_budget(dict.fromkeys(LAYER_GROUPS, 0.0), fake_count, budget, 0.9)
     assert budget.miss(fake_count(zeros)) == 0.0
