@@ -91,10 +91,10 @@ class PruningGraph:
     """The channel groups of ``model`` (traced on a ``TRACE_SIZE`` square image) and the
     operations on them: FPGM selection, soft masks, physical removal.
 
-    A group is dropped when one of its indices falls outside the layer dimension it would cut:
-    the dependency graph sees the channel max and mean inside a CBAM spatial gate as
-    element-wise ops and so ties the gate's single-channel convolution to every channel it
-    reads (those channels are never pruned).
+    A group is dropped when one of its indices falls outside the layer dimension it would cut.
+    This happens where the graph misreads an op: it sees the channel max and mean inside a
+    CBAM spatial gate as element-wise, and then ties the gate's single-channel convolution to
+    the channels the gate reads.
 
     A *plan* maps a root layer name to the sorted channel indices to remove. The graph holds
     ``model`` itself: :meth:`soft_prune` and :meth:`prune` change it in place.
