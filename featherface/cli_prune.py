@@ -29,7 +29,8 @@ def prune_groups(
     """Print the six layer groups: their channel groups, widths and parameters."""
     from featherface.models import build_model
     from featherface.models.checkpoint import load_checkpoint
-    from featherface.prune.groups import PruningGraph, count_parameters, group_parameters
+    from featherface.models.complexity import params_total
+    from featherface.prune.groups import PruningGraph, group_parameters
 
     model = load_checkpoint(student) if student.is_file() else build_model(arch)
     graph = PruningGraph(model)
@@ -45,7 +46,7 @@ def prune_groups(
                 f"{group_parameters(model, group):,}",
             )  # fmt: skip
     console.print(table)
-    console.print(f"parameters of the whole network: {count_parameters(model):,}")
+    console.print(f"parameters of the whole network: {params_total(model):,}")
 
 
 @prune_app.command("search")

@@ -34,9 +34,10 @@ from featherface.engine.teacher import optimisation, train_network
 from featherface.engine.trainer import DetectionLoss, Trainer
 from featherface.errors import FeatherFaceError
 from featherface.models.checkpoint import load_checkpoint
+from featherface.models.complexity import params_total
 from featherface.models.widths import layer_widths
 from featherface.params import FinetuneParams
-from featherface.prune.groups import PruningGraph, count_parameters
+from featherface.prune.groups import PruningGraph
 from featherface.prune.search import Rates
 
 
@@ -120,7 +121,7 @@ def finetune_pruned(
     if not student_path.is_file():
         raise FeatherFaceError(f"{student_path}: student checkpoint not found (run distill first)")
     model = load_checkpoint(student_path)
-    student_params = count_parameters(model)
+    student_params = params_total(model)
     seed_everything(params.seed)
     graph = PruningGraph(model)
     if params.soft_epochs > 0:
@@ -130,7 +131,7 @@ def finetune_pruned(
     graph.soft_prune(graph.plan(rates))
     graph.prune(graph.plan(rates))
     model.config = {**model.config, "widths": layer_widths(model)}
-    pruned_params = count_parameters(model)
+    pruned_params = params_total(model)
     run_params = {"finetune": asdict(params), "plan": plan, "mask_interval": mask_interval}
     extra = {
         "student_params_total": student_params,

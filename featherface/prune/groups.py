@@ -60,11 +60,6 @@ def layer_group_of(module_name: str) -> str | None:
     return None
 
 
-def count_parameters(model: nn.Module) -> int:
-    """True parameter count, ``sum(p.numel())``."""
-    return sum(p.numel() for p in model.parameters())
-
-
 @dataclass(frozen=True)
 class ChannelGroup:
     """One set of coupled channels: its layer group, root layer, width and the names of every

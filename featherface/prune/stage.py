@@ -36,8 +36,9 @@ from featherface.engine.optim import OptimizerConfig, ScheduleConfig
 from featherface.engine.trainer import DetectionLoss, Trainer
 from featherface.errors import FeatherFaceError
 from featherface.models.checkpoint import load_checkpoint
+from featherface.models.complexity import params_total
 from featherface.params import PruneParams
-from featherface.prune.groups import LAYER_GROUPS, PruningGraph, count_parameters, pruned_copy
+from featherface.prune.groups import LAYER_GROUPS, PruningGraph, pruned_copy
 from featherface.prune.search import Budget, Rates, Trial, best_trial, fit_to_budget, search_rates
 from featherface.tracking import child_run
 from featherface.utils.atomic import write_json, write_text
@@ -66,7 +67,7 @@ class TrialRunner:
         """True parameter count of the student with the FPGM plan at ``rates`` removed."""
         key = tuple(round(rates[name], 6) for name in sorted(rates))
         if key not in self._counts:
-            self._counts[key] = count_parameters(pruned_copy(self.student, rates))
+            self._counts[key] = params_total(pruned_copy(self.student, rates))
         return self._counts[key]
 
     @torch.no_grad()
@@ -114,7 +115,7 @@ def search_plan(
     student = load_checkpoint(student_path)
     out_dir.mkdir(parents=True, exist_ok=True)
     runner = TrialRunner(student, params, prepare_dir)
-    student_params = count_parameters(student)
+    student_params = params_total(student)
     budget = Budget((1.0 - params.rate) * student_params, params.tolerance)
     work = out_dir / "trainer"
     base_params, base_loss = runner.score(dict.fromkeys(LAYER_GROUPS, 0.0), work)

@@ -10,11 +10,11 @@ from torch import nn
 
 from featherface.models import build_model
 from featherface.models.checkpoint import load_checkpoint, save_checkpoint
+from featherface.models.complexity import params_total
 from featherface.models.widths import layer_widths
 from featherface.prune.groups import (
     LAYER_GROUPS,
     PruningGraph,
-    count_parameters,
     layer_group_of,
     pruned_copy,
 )
@@ -65,7 +65,7 @@ def test_rates_zero_change_nothing(student: nn.Module) -> None:
     plan = graph.plan(dict.fromkeys(LAYER_GROUPS, 0.0))
     assert plan == {}
     graph.prune(plan)
-    assert count_parameters(model) == count_parameters(student)
+    assert params_total(model) == params_total(student)
     for a, b in zip(before, _outputs(model, images), strict=True):
         torch.testing.assert_close(a, b)
 
@@ -85,7 +85,7 @@ def test_removal_equals_zeroing_outside_cbam(student: nn.Module) -> None:
         assert plan == removed_graph.plan(rates)
         zeroed_graph.soft_prune(plan)
         removed_graph.prune(plan)
-        assert count_parameters(removed) < count_parameters(zeroed)
+        assert params_total(removed) < params_total(zeroed)
         for a, b in zip(_outputs(zeroed, images), _outputs(removed, images), strict=True):
             torch.testing.assert_close(a, b, atol=tolerance, rtol=tolerance)
 
@@ -109,17 +109,17 @@ def test_soft_masks_zero_and_can_recover(student: nn.Module) -> None:
 
 def test_counts_shrink_with_rates_and_checkpoint_rebuilds(tmp_path, student: nn.Module) -> None:
     counts = [
-        count_parameters(pruned_copy(student, dict.fromkeys(LAYER_GROUPS, rate)))
+        params_total(pruned_copy(student, dict.fromkeys(LAYER_GROUPS, rate)))
         for rate in (0.0, 0.3, 0.6, 0.9)
     ]
-    assert counts[0] == count_parameters(student)
+    assert counts[0] == params_total(student)
     assert counts == sorted(counts, reverse=True) and len(set(counts)) == 4
 
     pruned = pruned_copy(student, ALL_HALF)
     pruned.config = {**pruned.config, "widths": layer_widths(pruned)}
     save_checkpoint(tmp_path / "pruned.pt", "featherface-nano-b", pruned)
     rebuilt = load_checkpoint(tmp_path / "pruned.pt")
-    assert count_parameters(rebuilt) == count_parameters(pruned)
+    assert params_total(rebuilt) == params_total(pruned)
     images = torch.randn(1, 3, 64, 96)
     for a, b in zip(_outputs(pruned, images), _outputs(rebuilt, images), strict=True):
         torch.testing.assert_close(a, b)

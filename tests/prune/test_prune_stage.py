@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 
 from featherface.cli import app
 from featherface.models.checkpoint import load_checkpoint
-from featherface.prune.groups import LAYER_GROUPS, count_parameters
+from featherface.models.complexity import params_total
+from featherface.prune.groups import LAYER_GROUPS
 from tests.conftest import prepared_workspace
 
 TINY = """
@@ -65,14 +66,14 @@ def test_search_then_finetune(tmp_path, monkeypatch) -> None:
     assert {f"rate_{name}" for name in LAYER_GROUPS} <= set(trials.columns)
     plan = json.loads((work / "stages/prune/plan.json").read_text())
     student = load_checkpoint(work / "stages/distill/model.pt")
-    assert plan["student_params"] == count_parameters(student)
+    assert plan["student_params"] == params_total(student)
     assert abs(plan["params"] - plan["target_params"]) <= 0.05 * plan["target_params"]
 
     result = runner.invoke(app, ["finetune"])
     assert result.exit_code == 0, result.output
     metrics = json.loads((work / "stages/finetune/metrics.json").read_text())
     pruned = load_checkpoint(work / "stages/finetune/model.pt")  # registry rebuild, no pruning code
-    assert metrics["params_total"] == count_parameters(pruned) == plan["params"]
+    assert metrics["params_total"] == params_total(pruned) == plan["params"]
     assert metrics["student_params_total"] == plan["student_params"]
     assert {"ap_easy", "ap_medium", "ap_hard", "params_ratio"} <= set(metrics)
 
