@@ -386,3 +386,6 @@ def distill(
 
 
 from featherface import cli_prune  # noqa: E402, F401  (registers `prune` and `finetune`)
+from featherface import cli_bench  # noqa: E402, F401  (registers `bench`)
+from featherface import cli_registry  # noqa: E402, F401  (registers `promote`)
+from featherface import cli_export  # noqa: E402, F401  (registers `export`)

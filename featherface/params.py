@@ -129,6 +129,38 @@ class FinetuneParams(TrainParams):
 
 
 @dataclass(frozen=True)
+class ExportParams:
+    """``export``: ONNX and TorchScript files of the final models, and their parity checks.
+
+    ``score_threshold``, ``nms_iou``, ``top_k`` and ``keep_k`` are baked into the ONNX graphs
+    with post-processing; they mean what they mean under ``evaluate``.
+    """
+
+    opset: int = 17
+    trace_size: int = 320
+    parity_images: int = 8
+    atol: float = 1e-4
+    box_atol_px: float = 0.01
+    score_threshold: float = 0.02
+    nms_iou: float = 0.4
+    top_k: int = 5000
+    keep_k: int = 750
+
+    def __post_init__(self) -> None:
+        if self.opset < 17:
+            raise ValueError(f"opset must be at least 17, got {self.opset}")
+        if self.trace_size < 32:
+            raise ValueError(f"trace_size must be at least 32, got {self.trace_size}")
+        for name in ("parity_images", "top_k", "keep_k"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.atol < 0 or self.box_atol_px < 0:
+            raise ValueError("atol and box_atol_px must be 0 or more")
+        if not 0.0 <= self.nms_iou <= 1.0:
+            raise ValueError(f"nms_iou must be in [0, 1], got {self.nms_iou}")
+
+
+@dataclass(frozen=True)
 class EvaluateParams:
     """``evaluate``: how detections are produced for the WIDER FACE protocol."""
 
@@ -161,6 +193,7 @@ class Params:
     distill: DistillParams = field(default_factory=DistillParams)
     prune: PruneParams = field(default_factory=PruneParams)
     finetune: FinetuneParams = field(default_factory=FinetuneParams)
+    export: ExportParams = field(default_factory=ExportParams)
     evaluate: EvaluateParams = field(default_factory=EvaluateParams)
     tracking: TrackingParams = field(default_factory=TrackingParams)
 

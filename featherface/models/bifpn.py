@@ -27,7 +27,6 @@ P4_in', P5_in' (``p4/p5_down_channel_2``). Later cells take P4_in' = P4_in and P
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
@@ -65,11 +64,13 @@ def same_max_pool(x: Tensor, kernel_size: int = 3, stride: int = 2) -> Tensor:
     Tensor[B, C, ceil(H / stride), ceil(W / stride)]``.
 
     The padding is ``(ceil(n / s) - 1) * s - n + k`` per axis, split with the smaller half on the
-    left/top, and filled with zeros (not -inf), exactly as the original.
+    left/top, and filled with zeros (not -inf), exactly as the original. ``ceil(n / s)`` is
+    written ``(n + s - 1) // s``: integer maths on the sizes, which a traced export (ONNX,
+    TorchScript) keeps as operations on the input shape instead of freezing to constants.
     """
     height, width = x.shape[-2:]
-    pad_w = (math.ceil(width / stride) - 1) * stride - width + kernel_size
-    pad_h = (math.ceil(height / stride) - 1) * stride - height + kernel_size
+    pad_w = ((width + stride - 1) // stride - 1) * stride - width + kernel_size
+    pad_h = ((height + stride - 1) // stride - 1) * stride - height + kernel_size
     x = F.pad(x, [pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2])
     return F.max_pool2d(x, kernel_size, stride)
 

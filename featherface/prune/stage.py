@@ -1,5 +1,6 @@
 """The ``prune`` stage: B-FPGM's Bayesian search for per-layer-group FPGM rates.
 
+Each search point is first scaled into the parameter band (see :mod:`featherface.prune.search`).
 Each trial copies the distilled student, zeroes the FPGM-selected channels of every layer group
 at the trial's rates (soft filter pruning), trains ``prune.trial_steps`` steps on the training
 split, zeroes the re-selected channels again, re-estimates the BatchNorm statistics and scores
@@ -9,7 +10,8 @@ that of the student with the plan removed for real. The objective is in
 
 Files in the stage folder (``stages/prune``):
 
-- ``trials.csv``: one row per trial (rates, true parameter count, loss, objective), a DVC plot;
+- ``trials.csv``: one row per trial (rates, true parameter count, loss, objective, seconds), a
+  DVC plot;
 - ``plan.json``: the chosen rates (the best trial inside the parameter band, scaled into the
   band when no trial reached it), the student's and the target parameter counts, and the count
   the plan gives. ``params.yaml`` is never written.
@@ -124,18 +126,26 @@ def search_plan(
     def report(trial: Trial) -> None:
         log(
             f"trial {trial.number + 1}/{params.n_calls}: {trial.params:,} parameters, "
-            f"loss {trial.loss:.4f}, objective {trial.objective:.4f}"
+            f"loss {trial.loss:.4f}, objective {trial.objective:.4f}, {trial.seconds:.1f} s"
         )
         if mlflow is not None:
             with child_run(f"trial-{trial.number}", {"trial": str(trial.number)}):
                 mlflow.log_params({f"rate_{k}": round(v, 4) for k, v in trial.rates.items()})
                 mlflow.log_metrics(
-                    {"params_total": trial.params, "loss": trial.loss, "objective": trial.objective}
+                    {
+                        "params_total": trial.params,
+                        "loss": trial.loss,
+                        "objective": trial.objective,
+                        "seconds": trial.seconds,
+                    }
                 )
+
+    def into_band(rates: Rates) -> Rates:
+        return fit_to_budget(rates, runner.count, budget, params.max_rate)
 
     trials = search_rates(
         lambda rates: runner.score(rates, work), base_loss, budget, params.penalty,
-        params.n_calls, params.max_rate, params.seed, report,
+        params.n_calls, params.max_rate, params.seed, report, into_band,
     )  # fmt: skip
     chosen = best_trial(trials, budget)
     rates = fit_to_budget(chosen.rates, runner.count, budget, params.max_rate)

@@ -53,6 +53,7 @@ def test_search_runs_every_call_and_prefers_the_band() -> None:
         "params",
         "loss",
         "objective",
+        "seconds",
     }
 
 
@@ -68,3 +69,39 @@ def test_fit_to_budget_scales_into_the_band() -> None:
     assert fit_to_budget(inside, fake_count, budget, 0.9) == inside
     zeros = fit_to_budget(dict.fromkeys(LAYER_GROUPS, 0.0), fake_count, budget, 0.9)
     assert budget.miss(fake_count(zeros)) == 0.0
+
+
+def test_fit_to_budget_needs_few_counts_and_says_when_out_of_reach() -> None:
+    budget = Budget(target=430, tolerance=0.01)
+    calls = []
+
+    def counting(rates: dict[str, float]) -> int:
+        calls.append(rates)
+        # not linear in the rates: the bracket search must still converge
+        return round(FULL * (1 - sum(r**1.5 for r in rates.values()) / len(LAYER_GROUPS)))
+
+    shape = dict(zip(LAYER_GROUPS, (0.1, 0.5, 0.3, 0.05, 0.0, 0.2), strict=True))
+    fitted = fit_to_budget(shape, counting, budget, 0.9)
+    assert budget.miss(counting(fitted)) == 0.0
+    assert len(calls) <= 12
+    # every group capped still leaves more than the target: the capped plan comes back
+    unreachable = Budget(target=50, tolerance=0.03)
+    capped = fit_to_budget(shape, fake_count, unreachable, 0.9)
+    assert capped == dict.fromkeys(LAYER_GROUPS, 0.9)
+
+
+def test_projected_search_runs_every_trial_inside_the_band() -> None:
+    budget = Budget(target=400, tolerance=0.03)
+
+    def evaluate(rates: dict[str, float]) -> tuple[int, float]:
+        return fake_count(rates), 1.0 + rates["backbone_late"]
+
+    def project(rates: dict[str, float]) -> dict[str, float]:
+        return fit_to_budget(rates, fake_count, budget, 0.9)
+
+    trials = search_rates(evaluate, 1.0, budget, 10.0, 8, 0.9, seed=1, project=project)
+    assert all(budget.miss(t.params) == 0.0 for t in trials)
+    assert all(t.objective == pytest.approx(t.loss) for t in trials)  # no penalty paid
+    # the search learns to spare the costly group: the best trial prunes it least of all
+    best = best_trial(trials, budget)
+    assert best.rates["backbone_late"] <= min(t.rates["backbone_late"] for t in trials[:5])

@@ -1,0 +1,135 @@
+"""`featherface export` end to end on a tiny prepared set: the files, parity.json, MLflow, and a
+failing parity that exits 1 with one line and leaves no outputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner, Result
+
+from featherface.cli import app
+from featherface.evaluate.runtime import OnnxRunner, load_runner
+from featherface.export.onnx_export import read_metadata
+from featherface.export.stage import image_sets
+from featherface.models import build_model
+from featherface.models.checkpoint import save_checkpoint
+from featherface.models.complexity import params_total
+from featherface.models.outputs import RawOutputs
+from tests.conftest import prepared_workspace, write_image
+from tests.export.test_onnx_export import pruned_nano_b
+
+TINY = """
+data:
+  synthetic:
+    seed: 5
+    num_train: 2
+    num_val: 3
+    min_image_size: 64
+    max_image_size: 120
+    max_faces: 3
+    workers: 1
+export:
+  trace_size: 64
+  parity_images: 2
+tracking:
+  enabled: false
+"""
+TRACKED = TINY.replace("enabled: false", "experiment: export-test")
+FILES = {"model.onnx", "model_nms.onnx", "model.ts", "teacher.onnx", "teacher_nms.onnx"}
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Prepared data, a pruned Nano-B and a reference folder with one small image, built once."""
+    work = tmp_path_factory.mktemp("export")
+    with pytest.MonkeyPatch.context() as patch:
+        prepared_workspace(work, patch, TINY)
+    save_checkpoint(work / "nano.pt", "featherface-nano-b", pruned_nano_b())
+    write_image(work / "reference/widerface/val4/images/0--Parade/0_Parade_x.jpg", 90, 70)
+    return work
+
+
+@pytest.fixture
+def workspace(prepared: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(prepared)
+    (prepared / "params.yaml").write_text(TINY)
+    return prepared
+
+
+def _export(teacher: str, out: str, reference: str = "reference") -> Result:
+    arguments = ["export", "--model", "nano.pt", "--teacher", teacher, "--out", out]
+    return CliRunner().invoke(app, [*arguments, "--reference", reference])
+
+
+def test_export_writes_files_parity_and_mlflow_run(workspace: Path) -> None:
+    torch.manual_seed(0)
+    save_checkpoint(workspace / "teacher.pt", "featherface-v1", build_model("featherface-v1"))
+    (workspace / "params.yaml").write_text(TRACKED)
+    result = _export("teacher.pt", "stages/export")
+    assert result.exit_code == 0, result.output
+    out = workspace / "stages/export"
+    assert FILES | {"teacher.ts", "parity.json"} == {path.name for path in out.iterdir()}
+    report = json.loads((out / "parity.json").read_text())
+    assert report["passed"] is True and report["atol"] == 1e-4
+    for stem, arch in (("model", "featherface-nano-b"), ("teacher", "featherface-v1")):
+        entry = report["models"][stem]
+        assert entry["arch"] == arch
+        for images, count in (("synthetic_val", 2), ("widerface_val4", 1)):
+            checks = entry["checks"][images]
+            assert {"onnx_raw", "onnx_nms", "torchscript"} == set(checks)
+            assert all(check["passed"] and check["images"] == count for check in checks.values())
+            assert checks["onnx_raw"]["max_abs_diff"] <= 1e-4
+            assert checks["onnx_nms"]["detections_equal"] is True
+    metadata = read_metadata(out / "model.onnx")
+    assert metadata["arch"] == "featherface-nano-b"
+    assert metadata["params_total"] == report["models"]["model"]["params_total"]
+    assert metadata["params_total"] == params_total(load_runner(workspace / "nano.pt").model)
+    assert isinstance(load_runner(out / "model.onnx"), OnnxRunner)  # what evaluate will read
+
+    import mlflow
+
+    (run,) = mlflow.search_runs(experiment_names=["export-test"], output_format="list")
+    assert run.data.tags["featherface.stage"] == "export"
+    assert run.data.params["export.atol"] == "0.0001"
+    assert run.data.metrics["models.model.checks.synthetic_val.onnx_nms.passed"] == 1.0
+    artifacts = {
+        item.path for item in mlflow.MlflowClient().list_artifacts(run.info.run_id, "export")
+    }
+    assert {"export/parity.json", "export/model.onnx", "export/teacher_nms.onnx"} <= artifacts
+
+
+def test_image_sets_are_the_first_validation_images_and_the_reference_ones(
+    prepared: Path,
+) -> None:
+    found = image_sets(prepared / "stages/prepare", 2, prepared / "reference")
+    assert [path.name for path in found["widerface_val4"]] == ["0_Parade_x.jpg"]
+    assert len(found["synthetic_val"]) == 2 and found["synthetic_val"][0].is_file()
+    absent = image_sets(prepared / "stages/prepare", 2, prepared / "nowhere")["widerface_val4"]
+    assert absent == f"no images in {prepared / 'nowhere/widerface/val4/images'}"
+
+
+def test_failing_parity_exits_1_with_one_line_and_no_outputs(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An onnxruntime session that is off by 1e-3 on ``loc``; an earlier export is removed too."""
+    stale = workspace / "out_fail/model.onnx"
+    stale.parent.mkdir()
+    stale.write_bytes(b"an export of earlier weights")
+    predict = OnnxRunner.predict
+
+    def perturbed(self: OnnxRunner, images: torch.Tensor) -> RawOutputs:
+        loc, conf, landm = predict(self, images)
+        return RawOutputs(loc + 1e-3, conf, landm)
+
+    monkeypatch.setattr(OnnxRunner, "predict", perturbed)
+    result = _export("nano.pt", "out_fail")
+    assert result.exit_code == 1
+    errors = [line for line in result.output.splitlines() if "error" in line]
+    assert errors == [result.output.strip().splitlines()[-1]]  # one line, the last one
+    assert errors[0].startswith("error: parity failed: model/checks/synthetic_val/onnx_raw: ")
+    assert "max_abs_diff_loc 0.001" in errors[0]
+    assert not (workspace / "out_fail").exists()
+    assert not list(workspace.glob(".out_fail*")), "staging folder left behind"
