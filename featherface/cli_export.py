@@ -48,9 +48,10 @@ def export_command(
             settings.export, checkpoints, prepare_dir, out, reference,
             lambda line: console.print(line),
         )  # fmt: skip
-        if mlflow is not None:
-            log_export(mlflow, report, out)
+        versions = log_export(mlflow, report, out) if mlflow is not None else {}
     console.print(_parity_table(report))
+    for name, version in versions.items():
+        console.print(f"registered {name} version {version}")
     console.print(f"all parity checks passed; outputs in {out}")
 
 

@@ -133,10 +133,13 @@ class ExportParams:
     """``export``: ONNX and TorchScript files of the final models, and their parity checks.
 
     ``score_threshold``, ``nms_iou``, ``top_k`` and ``keep_k`` are baked into the ONNX graphs
-    with post-processing; they mean what they mean under ``evaluate``.
+    with post-processing; they mean what they mean under ``evaluate``. ``deform_conv``: how
+    deformable convolutions are written, ``native`` (the ONNX ``DeformConv`` operator, opset 19
+    or more) or ``gather`` (gathers, multiplies and sums of standard operators, any opset).
     """
 
-    opset: int = 17
+    opset: int = 19
+    deform_conv: Literal["native", "gather"] = "native"
     trace_size: int = 320
     parity_images: int = 8
     atol: float = 1e-4
@@ -149,6 +152,8 @@ class ExportParams:
     def __post_init__(self) -> None:
         if self.opset < 17:
             raise ValueError(f"opset must be at least 17, got {self.opset}")
+        if self.deform_conv == "native" and self.opset < 19:
+            raise ValueError(f"deform_conv native needs opset 19 or more, got {self.opset}")
         if self.trace_size < 32:
             raise ValueError(f"trace_size must be at least 32, got {self.trace_size}")
         for name in ("parity_images", "top_k", "keep_k"):

@@ -11,28 +11,18 @@ Files in the stage folder (``stages/distill``) are those of the ``teacher`` stag
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from featherface.engine.distill import DistillationLoss
 from featherface.engine.distributed import seed_everything
-from featherface.engine.teacher import train_network
+from featherface.engine.teacher import file_sha256, train_network
 from featherface.errors import FeatherFaceError
 from featherface.models import build_model
 from featherface.models.checkpoint import load_checkpoint
 from featherface.models.complexity import params_total
 from featherface.params import DistillParams, ModelParams
-
-
-def file_sha256(path: Path) -> str:
-    """Hex SHA-256 of a file (identifies the teacher a resumed run was started with)."""
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def distill_student(

@@ -69,10 +69,36 @@ def code_fingerprint() -> str:
     return digest.hexdigest()
 
 
-def _fresh_or_resumed(out_dir: Path, run_params: dict[str, Any]) -> None:
-    """Keep the trainer's working files only if they come from the same parameters and code."""
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file (identifies the inputs a resumed run was started with)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def data_fingerprint(prepare_dir: Path) -> dict[str, str]:
+    """SHA-256 of the prepared tables a training run reads (``images.parquet``,
+    ``faces.parquet``), so new data never resumes the working files of the old."""
+    return {
+        name: file_sha256(prepare_dir / name)
+        for name in ("images.parquet", "faces.parquet")
+        if (prepare_dir / name).is_file()
+    }
+
+
+def fresh_or_resumed(
+    out_dir: Path, run_params: dict[str, Any], prepare_dir: Path | None = None
+) -> None:
+    """Keep the trainer's working files in ``out_dir`` only if they come from the same
+    parameters, code and (with ``prepare_dir``) prepared data; else delete them. The key is
+    written to ``out_dir/run_params.json``. Inputs that are not parameters (a teacher or student
+    checkpoint, a pruning plan) belong in ``run_params``."""
     marker = out_dir / "run_params.json"
     run_params = {**run_params, "code_sha256": code_fingerprint()}
+    if prepare_dir is not None:
+        run_params["data_sha256"] = data_fingerprint(prepare_dir)
     run_params = json.loads(json.dumps(run_params))  # tuples as lists, as read back
     if marker.is_file() and json.loads(marker.read_text()) == run_params:
         return
@@ -120,7 +146,7 @@ def train_network(
     context = init_distributed()
     if context.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
-        _fresh_or_resumed(out_dir, run_params)
+        fresh_or_resumed(out_dir, run_params, prepare_dir)
     barrier()
     data = load_prepared(prepare_dir)
     train_set = FaceDataset(data, "train", TrainAugmentation(params.image_size), params.seed)

@@ -98,7 +98,7 @@ def export_files(
     model = load_checkpoint(path).eval()
     settings = nms_settings(params)
     metadata = export_metadata(arch, params_total(model), PRIORS, settings)
-    raw = raw_graph(model, params.opset, params.trace_size)
+    raw = raw_graph(model, params.opset, params.trace_size, params.deform_conv)
     save_onnx(append_postprocess(raw, PRIORS, settings), folder / f"{stem}_nms.onnx", metadata)
     save_onnx(raw, folder / f"{stem}.onnx", metadata)
     export_torchscript(model, folder / f"{stem}.ts", params.trace_size)
@@ -189,11 +189,22 @@ def stage_metrics(report: Mapping[str, Any]) -> dict[str, float]:
     }
 
 
-def log_export(mlflow: Any, report: Mapping[str, Any], out_dir: Path) -> None:
-    """What the stage publishes to MLflow, in one place: the parity figures as metrics, and
-    ``parity.json`` and the ONNX files as artifacts under ``export/``. Registering the exported
-    models in the MLflow model registry belongs here as well."""
+def log_export(mlflow: Any, report: Mapping[str, Any], out_dir: Path) -> dict[str, str]:
+    """What the stage publishes to MLflow, in one place: the parity figures as metrics,
+    ``parity.json`` and the ONNX files as artifacts under ``export/``, and each exported model
+    registered as a new version of the registered model named by its architecture
+    (``featherface-nano-b``, ``featherface-v1``; :func:`featherface.export.registry.register_version`:
+    the raw ONNX graph plus the checkpoint). Returns ``{architecture: version}``."""
+    from featherface.export.registry import register_version
+
     mlflow.log_metrics(stage_metrics(report))
     mlflow.log_artifact(str(out_dir / "parity.json"), artifact_path="export")
     for path in sorted(out_dir.glob("*.onnx")):
         mlflow.log_artifact(str(path), artifact_path="export")
+    versions = {}
+    for stem, entry in report["models"].items():
+        versions[entry["arch"]] = register_version(
+            mlflow, entry["arch"], out_dir / f"{stem}.onnx", Path(entry["checkpoint"]),
+            {"featherface.export_file": f"{stem}.onnx"},
+        )  # fmt: skip
+    return versions

@@ -30,7 +30,7 @@ from featherface.data.prepare import load_prepared
 from featherface.engine.callbacks import Callback, ProgressCallback
 from featherface.engine.distributed import seed_everything
 from featherface.engine.losses import MultiBoxLoss
-from featherface.engine.teacher import optimisation, train_network
+from featherface.engine.teacher import file_sha256, fresh_or_resumed, optimisation, train_network
 from featherface.engine.trainer import DetectionLoss, Trainer
 from featherface.errors import FeatherFaceError
 from featherface.models.checkpoint import load_checkpoint
@@ -84,8 +84,13 @@ def soft_prune_training(
     prepare_dir: Path,
     out_dir: Path,
     show_progress: bool,
+    run_params: dict[str, Any],
 ) -> None:
-    """Train ``model`` for ``params.soft_epochs`` with :class:`SoftPruningCallback`."""
+    """Train ``model`` for ``params.soft_epochs`` with :class:`SoftPruningCallback`; working
+    files in ``out_dir`` resume only when ``run_params`` (the rates, the student's checkpoint and
+    the settings), the code and the data are those of the interrupted run."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fresh_or_resumed(out_dir, run_params, prepare_dir)
     data = load_prepared(prepare_dir)
     train = FaceDataset(data, "train", TrainAugmentation(params.image_size), params.seed)
     val = FaceDataset(data, "val", EvalTransform(params.image_size), params.seed)
@@ -122,17 +127,23 @@ def finetune_pruned(
         raise FeatherFaceError(f"{student_path}: student checkpoint not found (run distill first)")
     model = load_checkpoint(student_path)
     student_params = params_total(model)
+    run_params = {
+        "finetune": asdict(params),
+        "plan": plan,
+        "mask_interval": mask_interval,
+        "student_sha256": file_sha256(student_path),
+    }
     seed_everything(params.seed)
     graph = PruningGraph(model)
     if params.soft_epochs > 0:
         soft_prune_training(
-            model, graph, rates, params, mask_interval, prepare_dir, out_dir / "soft", show_progress
-        )
+            model, graph, rates, params, mask_interval, prepare_dir, out_dir / "soft",
+            show_progress, run_params,
+        )  # fmt: skip
     graph.soft_prune(graph.plan(rates))
     graph.prune(graph.plan(rates))
     model.config = {**model.config, "widths": layer_widths(model)}
     pruned_params = params_total(model)
-    run_params = {"finetune": asdict(params), "plan": plan, "mask_interval": mask_interval}
     extra = {
         "student_params_total": student_params,
         "target_params": plan.get("target_params"),

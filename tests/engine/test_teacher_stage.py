@@ -76,6 +76,15 @@ def test_train_writes_model_metrics_and_history(
     assert CliRunner().invoke(app, ["train"]).exit_code == 0
     assert (out / "last.pt").stat().st_mtime_ns != before
 
+    # Changed data with the same parameters and code: discarded as well.
+    before = (out / "last.pt").stat().st_mtime_ns
+    assert CliRunner().invoke(app, ["train"]).exit_code == 0
+    assert (out / "last.pt").stat().st_mtime_ns == before  # same key again: resumed
+    faces = pd.read_parquet("stages/prepare/faces.parquet")
+    faces.iloc[:-1].to_parquet("stages/prepare/faces.parquet")
+    assert CliRunner().invoke(app, ["train"]).exit_code == 0
+    assert (out / "last.pt").stat().st_mtime_ns != before
+
     # Changed parameters: the old working files are discarded and training starts again.
     Path("params.yaml").write_text(TINY.replace("epochs: 2", "epochs: 1"))
     assert CliRunner().invoke(app, ["train"]).exit_code == 0

@@ -99,6 +99,11 @@ def test_export_writes_files_parity_and_mlflow_run(workspace: Path) -> None:
         item.path for item in mlflow.MlflowClient().list_artifacts(run.info.run_id, "export")
     }
     assert {"export/parity.json", "export/model.onnx", "export/teacher_nms.onnx"} <= artifacts
+    for name, stem in (("featherface-nano-b", "model"), ("featherface-v1", "teacher")):
+        (version,) = mlflow.MlflowClient().search_model_versions(f"name = '{name}'")
+        assert version.tags["featherface.export_file"] == f"{stem}.onnx"
+        assert version.tags["params_total"] == str(report["models"][stem]["params_total"])
+        assert f"registered {name} version {version.version}" in result.output
 
 
 def test_image_sets_are_the_first_validation_images_and_the_reference_ones(

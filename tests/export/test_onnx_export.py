@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from featherface.detection import PriorConfig, num_priors, postprocess
+from featherface.errors import FeatherFaceError
 from featherface.evaluate.runtime import OnnxRunner, TorchRunner
 from featherface.export.graph_postprocess import (
     NMS_OUTPUTS,
@@ -83,17 +84,20 @@ def test_raw_graph_follows_the_runtime_contract_with_dynamic_axes(nano) -> None:
     _assert_raw_parity(model, OnnxRunner(path))
 
 
-def test_featherface_v1_deformable_convs_export_and_match() -> None:
+@pytest.mark.parametrize(("deform_conv", "opset"), [("native", 19), ("gather", 17)])
+def test_featherface_v1_deformable_convs_export_and_match(deform_conv: str, opset: int) -> None:
     torch.manual_seed(1)
     model = build_model("featherface-v1").eval()
     for module in model.modules():  # non-zero offsets, so the sampling is really deformed
         if type(module).__name__ == "ModulatedDeformConv2d":
             nn.init.normal_(module.offset_conv.weight, std=0.01)
             nn.init.normal_(module.modulator_conv.weight, std=0.01)
-    session = ort.InferenceSession(
-        raw_graph(model, opset=17, trace_size=64).SerializeToString(),
-        providers=["CPUExecutionProvider"],
-    )
+    graph = raw_graph(model, opset=opset, trace_size=64, deform_conv=deform_conv)
+    operators = {node.op_type for node in graph.graph.node}
+    assert ("DeformConv" in operators) == (deform_conv == "native")
+    layers = [m for m in model.modules() if type(m).__name__ == "ModulatedDeformConv2d"]
+    assert {layer.implementation for layer in layers} == {"sampling"}  # restored after export
+    session = ort.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
     for seed, shape in enumerate(SIZES):
         images = _inputs(shape, seed)
         with torch.no_grad():
@@ -101,6 +105,11 @@ def test_featherface_v1_deformable_convs_export_and_match() -> None:
         got = session.run(None, {"images": images.numpy()})
         for want, have in zip(expected, got, strict=True):
             assert float(np.abs(have - want.numpy()).max()) <= ATOL
+
+
+def test_native_deform_conv_needs_opset_19() -> None:
+    with pytest.raises(FeatherFaceError, match="opset 19"):
+        raw_graph(build_model("featherface-v1"), opset=17, trace_size=64, deform_conv="native")
 
 
 def test_torchscript_loads_and_matches_at_other_sizes(nano, tmp_path: Path) -> None:

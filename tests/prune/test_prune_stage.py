@@ -76,6 +76,16 @@ def test_search_then_finetune(tmp_path, monkeypatch) -> None:
     assert metrics["params_total"] == params_total(pruned) == plan["params"]
     assert metrics["student_params_total"] == plan["student_params"]
     assert {"ap_easy", "ap_medium", "ap_hard", "params_ratio"} <= set(metrics)
+    assert all(trials["seconds"] > 0)
+
+    # Another plan: the soft phase's working files of the old plan are discarded, not resumed.
+    soft = work / "stages/finetune/soft"
+    before = (soft / "last.pt").stat().st_mtime_ns
+    plan["rates"] = {name: rate / 2 for name, rate in plan["rates"].items()}
+    (work / "stages/prune/plan.json").write_text(json.dumps(plan))
+    assert runner.invoke(app, ["finetune"]).exit_code == 0
+    assert (soft / "last.pt").stat().st_mtime_ns != before
+    assert json.loads((soft / "run_params.json").read_text())["plan"]["rates"] == plan["rates"]
 
 
 def test_groups_command_lists_six_groups(tmp_path, monkeypatch) -> None:
