@@ -87,20 +87,25 @@ def search_rates(
     """Minimise the objective over rates in ``[0, max_rate]^6`` with ``skopt.gp_minimize``
     (expected improvement, ``min(n_calls, 5)`` random starts); ``evaluate(rates)`` returns
     ``(params, loss)`` of a plan. ``project`` maps a search point to the plan that is run (for
-    example :func:`fit_to_budget`); the trial records the projected rates. Returns every trial in
-    order; ``on_trial`` sees each as it ends (for logging)."""
+    example :func:`fit_to_budget`); the trial records the projected rates, and a plan met before
+    is not evaluated again. Returns every trial in order; ``on_trial`` sees each as it ends (for
+    logging)."""
     from skopt import gp_minimize
     from skopt.space import Real
 
     names = list(LAYER_GROUPS)
     trials: list[Trial] = []
+    scored: dict[tuple[float, ...], tuple[int, float]] = {}
 
     def objective(point: list[float]) -> float:
         start = time.perf_counter()
         rates = {name: float(value) for name, value in zip(names, point, strict=True)}
         if project is not None:
             rates = project(rates)
-        params, loss = evaluate(rates)
+        key = tuple(round(rates[name], 6) for name in names)
+        if key not in scored:  # distinct points can project onto one plan: score it once
+            scored[key] = evaluate(rates)
+        params, loss = scored[key]
         value = objective_value(loss, base_loss, params, budget, penalty)
         trial = Trial(len(trials), rates, params, loss, value, time.perf_counter() - start)
         trials.append(trial)

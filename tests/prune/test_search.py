@@ -99,8 +99,16 @@ def test_projected_search_runs_every_trial_inside_the_band() -> None:
     def project(rates: dict[str, float]) -> dict[str, float]:
         return fit_to_budget(rates, fake_count, budget, 0.9)
 
-    trials = search_rates(evaluate, 1.0, budget, 10.0, 8, 0.9, seed=1, project=project)
+    calls = []
+
+    def counted(rates: dict[str, float]) -> tuple[int, float]:
+        calls.append(rates)
+        return evaluate(rates)
+
+    trials = search_rates(counted, 1.0, budget, 10.0, 8, 0.9, seed=1, project=project)
     assert all(budget.miss(t.params) == 0.0 for t in trials)
+    distinct = {tuple(sorted(t.rates.items())) for t in trials}
+    assert len(calls) == len(distinct)  # a plan met twice is scored once
     assert all(t.objective == pytest.approx(t.loss) for t in trials)  # no penalty paid
     # the search learns to spare the costly group: the best trial prunes it least of all
     best = best_trial(trials, budget)
