@@ -8,7 +8,8 @@
   export as the ONNX ``DeformConv`` operator (opset 19; ``deform_conv="native"``, see
   :func:`native_deform_convs`), or through the gather form of
   :func:`featherface.models.deform.weighted_gather_sum` (``deform_conv="gather"``, any opset, for
-  runtimes without ``DeformConv``; ONNX Runtime runs it about 4x slower).
+  runtimes without ``DeformConv``; ONNX Runtime ran V1's network at 640 px 1.8 times slower
+  this way in one ``featherface bench`` comparison).
 - the same graph followed by decoding and NMS is
   :func:`featherface.export.graph_postprocess.append_postprocess` of it (outputs ``boxes``,
   ``scores``, ``landmarks``, ``batch_index``).
