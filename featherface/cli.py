@@ -385,7 +385,8 @@ def distill(
         console.print(" ".join(f"{key}={value:.4g}" for key, value in metrics.items()))
 
 
-from featherface import cli_prune  # noqa: E402, F401  (registers `prune` and `finetune`)
-from featherface import cli_bench  # noqa: E402, F401  (registers `bench`)
-from featherface import cli_registry  # noqa: E402, F401  (registers `promote`)
+# The other command modules register themselves on ``app`` when imported.
+from featherface import cli_bench  # noqa: E402, F401, I001  (registers `bench`)
 from featherface import cli_export  # noqa: E402, F401  (registers `export`)
+from featherface import cli_prune  # noqa: E402, F401  (registers `prune` and `finetune`)
+from featherface import cli_registry  # noqa: E402, F401  (registers `promote`)

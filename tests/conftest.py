@@ -109,3 +109,19 @@ def prepared_workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, params_t
     result = CliRunner().invoke(app, ["prepare"])
     assert result.exit_code == 0, result.output
     return tmp_path
+
+
+def randomised_nano_b() -> torch.nn.Module:
+    """Nano-B in eval mode with non-trivial BatchNorm statistics and affine terms (seed 0), so
+    that pruning and export tests see every kind of parameter at work."""
+    from featherface.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("featherface-nano-b").eval()
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.normal_(0, 0.1)
+            module.running_var.uniform_(0.5, 1.5)
+            module.weight.data.normal_(1, 0.2)
+            module.bias.data.normal_(0, 0.1)
+    return model

@@ -193,8 +193,9 @@ def log_export(mlflow: Any, report: Mapping[str, Any], out_dir: Path) -> dict[st
     """What the stage publishes to MLflow, in one place: the parity figures as metrics,
     ``parity.json`` and the ONNX files as artifacts under ``export/``, and each exported model
     registered as a new version of the registered model named by its architecture
-    (``featherface-nano-b``, ``featherface-v1``; :func:`featherface.export.registry.register_version`:
-    the raw ONNX graph plus the checkpoint). Returns ``{architecture: version}``."""
+    (``featherface-nano-b``, ``featherface-v1``) by
+    :func:`featherface.export.registry.register_version` (the raw ONNX graph plus the
+    checkpoint). Returns ``{architecture: version}``."""
     from featherface.export.registry import register_version
 
     mlflow.log_metrics(stage_metrics(report))

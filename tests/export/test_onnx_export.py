@@ -26,6 +26,7 @@ from featherface.export.torchscript import export_torchscript, load_torchscript
 from featherface.models import build_model
 from featherface.models.widths import layer_widths
 from featherface.prune.groups import LAYER_GROUPS, pruned_copy
+from tests.conftest import randomised_nano_b
 
 ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
 
@@ -36,15 +37,7 @@ ATOL = 1e-4
 def pruned_nano_b() -> nn.Module:
     """A B-FPGM-pruned Nano-B (every layer group at rate 0.5) with non-trivial BatchNorm
     statistics, whose ``config`` rebuilds it through the registry."""
-    torch.manual_seed(0)
-    model = build_model("featherface-nano-b").eval()
-    for module in model.modules():
-        if isinstance(module, nn.BatchNorm2d):
-            module.running_mean.normal_(0, 0.1)
-            module.running_var.uniform_(0.5, 1.5)
-            module.weight.data.normal_(1, 0.2)
-            module.bias.data.normal_(0, 0.1)
-    pruned = pruned_copy(model, dict.fromkeys(LAYER_GROUPS, 0.5)).eval()
+    pruned = pruned_copy(randomised_nano_b(), dict.fromkeys(LAYER_GROUPS, 0.5)).eval()
     pruned.config = {**pruned.config, "widths": layer_widths(pruned)}
     return pruned
 

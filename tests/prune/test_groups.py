@@ -8,7 +8,6 @@ import pytest
 import torch
 from torch import nn
 
-from featherface.models import build_model
 from featherface.models.checkpoint import load_checkpoint, save_checkpoint
 from featherface.models.complexity import params_total
 from featherface.models.widths import layer_widths
@@ -18,26 +17,14 @@ from featherface.prune.groups import (
     layer_group_of,
     pruned_copy,
 )
+from tests.conftest import randomised_nano_b
 
 ALL_HALF = dict.fromkeys(LAYER_GROUPS, 0.5)
 
 
-def _randomised_student() -> nn.Module:
-    """Nano-B with non-trivial BatchNorm statistics and affine terms (fixed seed)."""
-    torch.manual_seed(0)
-    model = build_model("featherface-nano-b").eval()
-    for module in model.modules():
-        if isinstance(module, nn.BatchNorm2d):
-            module.running_mean.normal_(0, 0.1)
-            module.running_var.uniform_(0.5, 1.5)
-            module.weight.data.normal_(1, 0.2)
-            module.bias.data.normal_(0, 0.1)
-    return model
-
-
 @pytest.fixture(scope="module")
 def student() -> nn.Module:
-    return _randomised_student()
+    return randomised_nano_b()
 
 
 def _outputs(model: nn.Module, images: torch.Tensor) -> list[torch.Tensor]:
