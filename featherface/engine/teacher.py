@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.utils.data import DataLoader
 
 from featherface.data.augment import EvalTransform, TrainAugmentation
 from featherface.data.dataset import FaceDataset, make_loader
@@ -53,6 +54,18 @@ def optimisation(params: TrainParams) -> tuple[OptimizerConfig, ScheduleConfig]:
         gamma=params.gamma,
     )  # fmt: skip
     return optimizer, schedule
+
+
+def training_loaders(params: TrainParams, data: PreparedData) -> tuple[DataLoader, DataLoader]:
+    """``(train, val)`` loaders of a training stage: augmented ``params.image_size`` crops of the
+    training split (shuffled, last partial batch dropped) and the validation split at the same
+    size, ``params.batch_size`` images per batch."""
+    train = FaceDataset(data, "train", TrainAugmentation(params.image_size), params.seed)
+    val = FaceDataset(data, "val", EvalTransform(params.image_size), params.seed)
+    return (
+        make_loader(train, params.batch_size, True, params.num_workers, params.seed, True),
+        make_loader(val, params.batch_size, False, params.num_workers, params.seed),
+    )
 
 
 def code_fingerprint() -> str:
@@ -149,12 +162,7 @@ def train_network(
         fresh_or_resumed(out_dir, run_params, prepare_dir)
     barrier()
     data = load_prepared(prepare_dir)
-    train_set = FaceDataset(data, "train", TrainAugmentation(params.image_size), params.seed)
-    val_set = FaceDataset(data, "val", EvalTransform(params.image_size), params.seed)
-    loaders = (
-        make_loader(train_set, params.batch_size, True, params.num_workers, params.seed, True),
-        make_loader(val_set, params.batch_size, False, params.num_workers, params.seed),
-    )
+    loaders = training_loaders(params, data)
     optimizer, schedule = optimisation(params)
     callbacks: list[Callback] = [
         ProgressCallback(enabled=show_progress and context.is_main),

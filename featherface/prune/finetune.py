@@ -24,13 +24,17 @@ from typing import Any
 
 from torch import nn
 
-from featherface.data.augment import EvalTransform, TrainAugmentation
-from featherface.data.dataset import FaceDataset, make_loader
 from featherface.data.prepare import load_prepared
 from featherface.engine.callbacks import Callback, ProgressCallback
 from featherface.engine.distributed import seed_everything
 from featherface.engine.losses import MultiBoxLoss
-from featherface.engine.teacher import file_sha256, fresh_or_resumed, optimisation, train_network
+from featherface.engine.teacher import (
+    file_sha256,
+    fresh_or_resumed,
+    optimisation,
+    train_network,
+    training_loaders,
+)
 from featherface.engine.trainer import DetectionLoss, Trainer
 from featherface.errors import FeatherFaceError
 from featherface.models.checkpoint import load_checkpoint
@@ -91,13 +95,7 @@ def soft_prune_training(
     the settings), the code and the data are those of the interrupted run."""
     out_dir.mkdir(parents=True, exist_ok=True)
     fresh_or_resumed(out_dir, run_params, prepare_dir)
-    data = load_prepared(prepare_dir)
-    train = FaceDataset(data, "train", TrainAugmentation(params.image_size), params.seed)
-    val = FaceDataset(data, "val", EvalTransform(params.image_size), params.seed)
-    loaders = (
-        make_loader(train, params.batch_size, True, params.num_workers, params.seed, True),
-        make_loader(val, params.batch_size, False, params.num_workers, params.seed),
-    )
+    loaders = training_loaders(params, load_prepared(prepare_dir))
     optimizer, schedule = optimisation(params)
     callbacks = [ProgressCallback(show_progress), SoftPruningCallback(graph, rates, mask_interval)]
     trainer = Trainer(
