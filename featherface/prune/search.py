@@ -145,8 +145,10 @@ def fit_to_budget(
 
     ``count`` falls as ``s`` grows, so ``s`` is bracketed in ``[0, max_rate / min(rates)]`` (at the
     upper end every rate is capped) and found by false position with the Illinois step (the
-    bracket end kept twice in a row has its count's distance to the target halved), which
-    usually needs 3 to 5 counts where bisection needs 8 or more.
+    bracket end kept twice in a row has its count's distance to the target halved). On the
+    Nano-B student's true count (piecewise, flat where rates hit the cap) this took 5 to 8
+    counts after the two bracket ends, against 4 to 5 for plain bisection, in one check of six
+    random shapes.
     """
     params = count(dict(rates))
     if budget.miss(params) == 0.0:
