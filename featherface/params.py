@@ -92,6 +92,7 @@ class PruneParams:
     n_calls: int = 8
     max_rate: float = 0.9
     penalty: float = 10.0
+    channel_multiple: int = 8
     mask_interval: int = 1
     trial_steps: int = 8
     trial_images: int = 48
@@ -106,7 +107,8 @@ class PruneParams:
             raise ValueError(f"rate must be in (0, 1), got {self.rate}")
         if not 0.0 < self.max_rate < 1.0:
             raise ValueError(f"max_rate must be in (0, 1), got {self.max_rate}")
-        for name in ("n_calls", "mask_interval", "trial_steps", "trial_images", "batch_size"):
+        names = ("n_calls", "channel_multiple", "mask_interval", "trial_steps", "trial_images")
+        for name in (*names, "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
 

@@ -76,6 +76,9 @@ def read_plan(path: Path) -> dict[str, Any]:
     rates = plan.get("rates") if isinstance(plan, dict) else None
     if not isinstance(rates, dict) or not all(isinstance(v, int | float) for v in rates.values()):
         raise FeatherFaceError(f"{path}: no 'rates' mapping of layer group to number")
+    multiple = plan.setdefault("channel_multiple", 1)  # plans written before the key existed
+    if not isinstance(multiple, int) or multiple < 1:
+        raise FeatherFaceError(f"{path}: 'channel_multiple' must be a whole number >= 1")
     return plan
 
 
@@ -132,7 +135,7 @@ def finetune_pruned(
         "student_sha256": file_sha256(student_path),
     }
     seed_everything(params.seed)
-    graph = PruningGraph(model)
+    graph = PruningGraph(model, channel_multiple=plan["channel_multiple"])
     if params.soft_epochs > 0:
         soft_prune_training(
             model, graph, rates, params, mask_interval, prepare_dir, out_dir / "soft",

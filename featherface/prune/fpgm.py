@@ -32,6 +32,25 @@ def prune_count(channels: int, rate: float) -> int:
     return min(math.floor(rate * channels + 1e-9), channels - 1)
 
 
+def rounded_prune_count(channels: int, rate: float, multiple: int = 1) -> int:
+    """Filters removed at ``rate`` when a kept width of ``multiple`` or more must be a multiple
+    of ``multiple``.
+
+    The kept width ``k = channels - prune_count(channels, rate)`` becomes
+    ``min(channels, multiple * floor(k / multiple + 1/2))`` when ``k >= multiple`` and stays ``k``
+    below that. CPU convolution kernels that pack channels in blocks (8 for ONNX Runtime's NCHWc
+    layout on AVX2) pad other widths up to the next block, or fall back to slower kernels; a
+    width under one block costs what a full block costs, so it is left narrow and keeps its
+    smaller parameter count. ``multiple = 1`` is :func:`prune_count`.
+    """
+    if multiple < 1:
+        raise ValueError(f"channel multiple must be at least 1, got {multiple}")
+    kept = channels - prune_count(channels, rate)
+    if kept >= multiple:
+        kept = min(channels, multiple * math.floor(kept / multiple + 0.5))
+    return channels - kept
+
+
 def select_filters(weight: Tensor, rate: float) -> list[int]:
     """Sorted indices of the ``prune_count(O, rate)`` filters of smallest distance sum (ties go
     to the lower index)."""

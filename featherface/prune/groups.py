@@ -37,7 +37,7 @@ import torch
 import torch_pruning as tp
 from torch import Tensor, nn
 
-from featherface.prune.fpgm import distance_sums, prune_count
+from featherface.prune.fpgm import distance_sums, rounded_prune_count
 
 LAYER_GROUPS: dict[str, tuple[str, ...]] = {
     "backbone_early": ("backbone.stage1",),
@@ -93,10 +93,15 @@ class PruningGraph:
 
     A *plan* maps a root layer name to the sorted channel indices to remove. The graph holds
     ``model`` itself: :meth:`soft_prune` and :meth:`prune` change it in place.
+    ``channel_multiple``: a group that keeps this many channels or more keeps a multiple of it
+    (:func:`~featherface.prune.fpgm.rounded_prune_count`).
     """
 
-    def __init__(self, model: nn.Module, heads: tuple[str, ...] = ("head",)) -> None:
+    def __init__(
+        self, model: nn.Module, heads: tuple[str, ...] = ("head",), channel_multiple: int = 1
+    ) -> None:
         self.model = model
+        self.channel_multiple = channel_multiple
         names = {module: name for name, module in model.named_modules()}
         ignored = [m for m, n in names.items() if n.split(".")[0] in heads]
         was_training = model.training
@@ -158,13 +163,15 @@ class PruningGraph:
 
     def plan(self, rates: Mapping[str, float]) -> dict[str, list[int]]:
         """FPGM plan: in every channel group of layer group ``g``, the
-        ``prune_count(channels, rates[g])`` channels of smallest :meth:`group_scores`."""
+        ``rounded_prune_count(channels, rates[g], channel_multiple)`` channels of smallest
+        :meth:`group_scores`."""
         unknown = sorted(set(rates) - set(LAYER_GROUPS))
         if unknown:
             raise ValueError(f"unknown layer groups {unknown}; known: {list(LAYER_GROUPS)}")
         plan: dict[str, list[int]] = {}
         for group in self.groups:
-            count = prune_count(group.channels, rates.get(group.layer_group, 0.0))
+            rate = rates.get(group.layer_group, 0.0)
+            count = rounded_prune_count(group.channels, rate, self.channel_multiple)
             if count:
                 order = torch.argsort(self.group_scores(group.root), stable=True)
                 plan[group.root] = sorted(order[:count].tolist())
@@ -218,10 +225,13 @@ def _in_range(graph: tp.DependencyGraph, group: tp.Group) -> bool:
     return True
 
 
-def pruned_copy(model: nn.Module, rates: Mapping[str, float]) -> nn.Module:
-    """A copy of ``model`` with the FPGM plan at ``rates`` removed."""
+def pruned_copy(
+    model: nn.Module, rates: Mapping[str, float], channel_multiple: int = 1
+) -> nn.Module:
+    """A copy of ``model`` with the FPGM plan at ``rates`` (kept widths rounded to
+    ``channel_multiple``) removed."""
     clone = copy.deepcopy(model)
-    graph = PruningGraph(clone)
+    graph = PruningGraph(clone, channel_multiple=channel_multiple)
     graph.prune(graph.plan(rates))
     return clone
 

@@ -13,8 +13,9 @@ Files in the stage folder (``stages/prune``):
 - ``trials.csv``: one row per trial (rates, true parameter count, loss, objective, seconds), a
   DVC plot;
 - ``plan.json``: the chosen rates (the best trial inside the parameter band, scaled into the
-  band when no trial reached it), the student's and the target parameter counts, and the count
-  the plan gives. ``params.yaml`` is never written.
+  band when no trial reached it), ``prune.channel_multiple`` (every group's kept width is a
+  multiple of it; ``finetune`` reads it from here), the student's and the target parameter
+  counts, and the count the plan gives. ``params.yaml`` is never written.
 """
 
 from __future__ import annotations
@@ -69,7 +70,9 @@ class TrialRunner:
         """True parameter count of the student with the FPGM plan at ``rates`` removed."""
         key = tuple(round(rates[name], 6) for name in sorted(rates))
         if key not in self._counts:
-            self._counts[key] = params_total(pruned_copy(self.student, rates))
+            self._counts[key] = params_total(
+                pruned_copy(self.student, rates, self.params.channel_multiple)
+            )
         return self._counts[key]
 
     @torch.no_grad()
@@ -86,7 +89,7 @@ class TrialRunner:
         """``(params, loss)`` of the plan at ``rates`` (see the module docstring)."""
         seed_everything(self.params.seed)
         model = copy.deepcopy(self.student)
-        graph = PruningGraph(model)
+        graph = PruningGraph(model, channel_multiple=self.params.channel_multiple)
         graph.soft_prune(graph.plan(rates))
         if any(rates.values()):
             trainer = Trainer(
@@ -156,6 +159,7 @@ def search_plan(
         "student_params": student_params,
         "target_params": round(budget.target),
         "tolerance": params.tolerance,
+        "channel_multiple": params.channel_multiple,
         "params": runner.count(rates),
         "base_loss": base_loss,
     }

@@ -129,6 +129,20 @@ def test_pruned_model_exports_to_onnx(tmp_path, student: nn.Module) -> None:
         torch.testing.assert_close(torch.from_numpy(actual), expected, atol=1e-4, rtol=1e-4)
 
 
+def test_channel_multiple_rounds_every_kept_width(student: nn.Module) -> None:
+    rates = {name: 0.3 + 0.1 * number for number, name in enumerate(LAYER_GROUPS)}
+    plain = PruningGraph(copy.deepcopy(student)).plan(rates)
+    graph = PruningGraph(copy.deepcopy(student), channel_multiple=8)
+    plan = graph.plan(rates)
+    assert plan != plain
+    for group in graph.groups:
+        kept = group.channels - len(plan.get(group.root, []))
+        assert kept < 8 or kept % 8 == 0 or kept == group.channels, (group.root, kept)
+    rounded = pruned_copy(student, rates, channel_multiple=8)
+    widths = [m.weight.shape[0] for n, m in rounded.named_modules() if n in plan]
+    assert widths and all(w < 8 or w % 8 == 0 for w in widths)
+
+
 def test_unknown_layer_group_rejected(student: nn.Module) -> None:
     graph = PruningGraph(copy.deepcopy(student))
     with pytest.raises(ValueError, match="unknown layer groups"):

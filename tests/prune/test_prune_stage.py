@@ -67,6 +67,7 @@ def test_search_then_finetune(tmp_path, monkeypatch) -> None:
     plan = json.loads((work / "stages/prune/plan.json").read_text())
     student = load_checkpoint(work / "stages/distill/model.pt")
     assert plan["student_params"] == params_total(student)
+    assert plan["channel_multiple"] == 8  # the default, which finetune reads from the plan
     assert abs(plan["params"] - plan["target_params"]) <= 0.05 * plan["target_params"]
 
     result = runner.invoke(app, ["finetune"])
@@ -103,3 +104,15 @@ def test_finetune_without_plan_is_one_line_error(tmp_path, monkeypatch) -> None:
     result = CliRunner().invoke(app, ["finetune"])
     assert result.exit_code == 1
     assert "plan.json: pruning plan not found" in result.output
+
+
+def test_read_plan_channel_multiple(tmp_path) -> None:
+    from featherface.errors import FeatherFaceError
+    from featherface.prune.finetune import read_plan
+
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps({"rates": {"neck": 0.5}}))
+    assert read_plan(path)["channel_multiple"] == 1  # a plan from before the key existed
+    path.write_text(json.dumps({"rates": {"neck": 0.5}, "channel_multiple": 0}))
+    with pytest.raises(FeatherFaceError, match="plan.json: 'channel_multiple' must be"):
+        read_plan(path)
