@@ -32,8 +32,8 @@ def export_command(
     ] = None,
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("stages/export"),
 ) -> None:
-    """Stage `export`: ONNX (raw and with NMS inside), TorchScript, and parity.json; exit 1 and
-    no outputs when a parity check fails."""
+    """Stage `export`: ONNX (raw and with NMS inside), TorchScript, parity.json and
+    latency.json; exit 1 and no outputs when a parity check fails."""
     from featherface.export.stage import export_stage, log_export
     from featherface.params import load_params, section_dict
     from featherface.tracking import stage_run
@@ -50,9 +50,27 @@ def export_command(
         )  # fmt: skip
         versions = log_export(mlflow, report, out) if mlflow is not None else {}
     console.print(_parity_table(report))
+    _print_latency(out / "latency.json")
     for name, version in versions.items():
         console.print(f"registered {name} version {version}")
     console.print(f"all parity checks passed; outputs in {out}")
+
+
+def _print_latency(path: Path) -> None:
+    import json
+
+    latency = json.loads(path.read_text(encoding="utf-8"))
+    if "skipped" in latency:
+        console.print(f"latency not measured: {latency['skipped']}")
+        return
+    for name, entry in latency.items():
+        if name != "settings":
+            console.print(
+                f"{name}: {entry['latency_ms_cpu_640']:.1f} ms end to end "
+                f"({entry['network_ms_cpu_640']:.1f} ms network), "
+                f"{entry['ratio_to_retinaface_mnet025']:.2f}x RetinaFace-mnet0.25 "
+                "(640 px, 1 thread, ONNX Runtime)"
+            )
 
 
 def _parity_table(report: dict) -> Table:

@@ -138,6 +138,7 @@ class ExportParams:
     with post-processing; they mean what they mean under ``evaluate``. ``deform_conv``: how
     deformable convolutions are written, ``native`` (the ONNX ``DeformConv`` operator, opset 19
     or more) or ``gather`` (gathers, multiplies and sums of standard operators, any opset).
+    ``latency_runs``: timed rounds of :mod:`featherface.export.latency` (0: not measured).
     """
 
     opset: int = 19
@@ -150,8 +151,11 @@ class ExportParams:
     nms_iou: float = 0.4
     top_k: int = 5000
     keep_k: int = 750
+    latency_runs: int = 20
 
     def __post_init__(self) -> None:
+        if self.latency_runs < 0:
+            raise ValueError(f"latency_runs must be 0 or more, got {self.latency_runs}")
         if self.opset < 17:
             raise ValueError(f"opset must be at least 17, got {self.opset}")
         if self.deform_conv == "native" and self.opset < 19:

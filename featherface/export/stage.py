@@ -11,7 +11,8 @@ scores as ``stages/export/model.onnx``; ``teacher``: FeatherFace V1), the output
 - ``<stem>.ts``: TorchScript (:mod:`featherface.export.torchscript`);
 - both ONNX files carry :func:`~featherface.export.onnx_export.export_metadata`;
 
-and ``parity.json`` holds the checks of :mod:`featherface.export.parity` per model and image set:
+``latency.json`` the CPU latency of the raw graphs (:mod:`featherface.export.latency`), and
+``parity.json`` holds the checks of :mod:`featherface.export.parity` per model and image set:
 ``synthetic_val`` (or whatever ``prepare`` read): the first ``parity_images`` validation images
 of ``stages/prepare``, read as evaluate reads them, each at its own size; ``widerface_val4``: the
 real WIDER FACE images of ``<reference>/widerface/val4/images`` (``reference`` is
@@ -26,6 +27,7 @@ over from earlier weights.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Callable, Mapping
@@ -42,6 +44,7 @@ from featherface.errors import FeatherFaceError
 from featherface.evaluate.inference import read_rgb
 from featherface.evaluate.runtime import OnnxRunner, TorchRunner
 from featherface.export.graph_postprocess import NmsSettings, append_postprocess
+from featherface.export.latency import measure_latency
 from featherface.export.onnx_export import export_metadata, raw_graph, save_onnx
 from featherface.export.parity import (
     ExportRunners,
@@ -173,10 +176,29 @@ def export_stage(
             if failed:
                 raise ParityError("parity failed: " + "; ".join(failed))
             write_json(staging / "parity.json", report)
+            if log and params.latency_runs:
+                log(f"timing the ONNX graphs: {params.latency_runs} rounds, 640 px, 1 thread")
+            write_json(staging / "latency.json", stage_latency(params, staging, checkpoints, sets))
     except ParityError:
         shutil.rmtree(out_dir, ignore_errors=True)
         raise
     return report
+
+
+def stage_latency(
+    params: ExportParams,
+    folder: Path,
+    checkpoints: Mapping[str, Path],
+    sets: Mapping[str, list[Path] | str],
+) -> dict[str, Any]:
+    """``latency.json``: :func:`~featherface.export.latency.measure_latency` of every raw graph
+    in ``folder``, on the first parity image, or a record that it was skipped."""
+    if params.latency_runs == 0:
+        return {"skipped": "export.latency_runs is 0"}
+    first = next(iter(sets.values()))
+    image = first[0] if isinstance(first, list) else None
+    files = {stem: folder / f"{stem}.onnx" for stem in checkpoints}
+    return measure_latency(files, params.latency_runs, image)
 
 
 def stage_metrics(report: Mapping[str, Any]) -> dict[str, float]:
@@ -199,7 +221,10 @@ def log_export(mlflow: Any, report: Mapping[str, Any], out_dir: Path) -> dict[st
     from featherface.export.registry import register_version
 
     mlflow.log_metrics(stage_metrics(report))
+    latency = json.loads((out_dir / "latency.json").read_text(encoding="utf-8"))
+    mlflow.log_metrics(stage_metrics({k: v for k, v in latency.items() if k != "settings"}))
     mlflow.log_artifact(str(out_dir / "parity.json"), artifact_path="export")
+    mlflow.log_artifact(str(out_dir / "latency.json"), artifact_path="export")
     for path in sorted(out_dir.glob("*.onnx")):
         mlflow.log_artifact(str(path), artifact_path="export")
     versions = {}

@@ -34,10 +34,13 @@ data:
 export:
   trace_size: 64
   parity_images: 2
+  latency_runs: 0
 tracking:
   enabled: false
 """
-TRACKED = TINY.replace("enabled: false", "experiment: export-test")
+TRACKED = TINY.replace("enabled: false", "experiment: export-test").replace(
+    "latency_runs: 0", "latency_runs: 2"
+)
 FILES = {"model.onnx", "model_nms.onnx", "model.ts", "teacher.onnx", "teacher_nms.onnx"}
 
 
@@ -71,7 +74,7 @@ def test_export_writes_files_parity_and_mlflow_run(workspace: Path) -> None:
     result = _export("teacher.pt", "stages/export")
     assert result.exit_code == 0, result.output
     out = workspace / "stages/export"
-    assert FILES | {"teacher.ts", "parity.json"} == {path.name for path in out.iterdir()}
+    assert FILES | {"teacher.ts", "parity.json", "latency.json"} == {p.name for p in out.iterdir()}
     report = json.loads((out / "parity.json").read_text())
     assert report["passed"] is True and report["atol"] == 1e-4
     for stem, arch in (("model", "featherface-nano-b"), ("teacher", "featherface-v1")):
@@ -88,6 +91,15 @@ def test_export_writes_files_parity_and_mlflow_run(workspace: Path) -> None:
     assert metadata["params_total"] == report["models"]["model"]["params_total"]
     assert metadata["params_total"] == params_total(load_runner(workspace / "nano.pt").model)
     assert isinstance(load_runner(out / "model.onnx"), OnnxRunner)  # what evaluate will read
+    latency = json.loads((out / "latency.json").read_text())
+    assert latency["settings"] | {"size": 640, "threads": 1, "runs": 2} == latency["settings"]
+    assert set(latency) == {"settings", "model", "teacher", "retinaface_mnet025"}
+    for entry in (latency["model"], latency["teacher"]):
+        assert 0 < entry["network_ms_cpu_640"] <= entry["latency_ms_cpu_640"]
+        assert entry["latency_ms_cpu_640"] <= entry["latency_p90_ms_cpu_640"]
+    assert latency["retinaface_mnet025"]["ratio_to_retinaface_mnet025"] == 1.0
+    printed = " ".join(result.output.split())  # rich wraps long lines
+    assert "x RetinaFace-mnet0.25 (640 px, 1 thread, ONNX Runtime)" in printed
 
     import mlflow
 
@@ -95,10 +107,11 @@ def test_export_writes_files_parity_and_mlflow_run(workspace: Path) -> None:
     assert run.data.tags["featherface.stage"] == "export"
     assert run.data.params["export.atol"] == "0.0001"
     assert run.data.metrics["models.model.checks.synthetic_val.onnx_nms.passed"] == 1.0
+    assert run.data.metrics["model.latency_ms_cpu_640"] == latency["model"]["latency_ms_cpu_640"]
     artifacts = {
         item.path for item in mlflow.MlflowClient().list_artifacts(run.info.run_id, "export")
     }
-    assert {"export/parity.json", "export/model.onnx", "export/teacher_nms.onnx"} <= artifacts
+    assert {"export/parity.json", "export/latency.json", "export/model.onnx"} <= artifacts
     for name, stem in (("featherface-nano-b", "model"), ("featherface-v1", "teacher")):
         (version,) = mlflow.MlflowClient().search_model_versions(f"name = '{name}'")
         assert version.tags["featherface.export_file"] == f"{stem}.onnx"
