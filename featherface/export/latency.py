@@ -2,9 +2,10 @@
 
 The setting is the one of the issue's targets: a ``640 x 640`` image, ONNX Runtime on one
 thread, one interleaved run (:func:`featherface.export.bench.run_blocks`) of every exported raw
-graph and of a stand-in RetinaFace-mnet0.25 (:func:`featherface.export.bench_models.local_reference`:
-this package's network with random weights and its face classifier silenced, so that it costs
-what the trained network costs). Per model:
+graph and of a stand-in RetinaFace-mnet0.25
+(:func:`featherface.export.bench_models.local_reference`: this package's network with
+random weights and its face classifier silenced, so that it costs what the trained network
+costs). Per model:
 
 - ``latency_ms_cpu_640``: median end-to-end time (BGR image to faces: pre-processing, network,
   decoding, score threshold 0.5, NMS at IoU 0.4, as ``featherface bench`` times it);
@@ -51,7 +52,9 @@ def measure_latency(
     ``runs`` interleaved rounds after :data:`WARMUP`; ``image`` is resized to 640 x 640 (uniform
     noise when ``None``). Returns the ``latency.json`` report."""
     thresholds = Thresholds()
-    subjects = [RunnerSubject(stem, path, (THREADS,), thresholds) for stem, path in onnx_files.items()]
+    subjects = [
+        RunnerSubject(stem, path, (THREADS,), thresholds) for stem, path in onnx_files.items()
+    ]
     settings = BenchSettings(
         sizes=(SIZE,), threads=(THREADS,), runs=runs, warmup=WARMUP, image=image
     )

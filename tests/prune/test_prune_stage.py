@@ -114,5 +114,5 @@ def test_read_plan_channel_multiple(tmp_path) -> None:
     path.write_text(json.dumps({"rates": {"neck": 0.5}}))
     assert read_plan(path)["channel_multiple"] == 1  # a plan from before the key existed
     path.write_text(json.dumps({"rates": {"neck": 0.5}, "channel_multiple": 0}))
-    with pytest.raises(FeatherFaceError, match="plan.json: 'channel_multiple' must be"):
+    with pytest.raises(FeatherFaceError, match=r"plan\.json: 'channel_multiple' must be"):
         read_plan(path)
