@@ -157,7 +157,8 @@ def _run_jobs(
     runner: Runner, images: Sequence[np.ndarray], jobs: list[_Job], limits: _Limits
 ) -> list[Detections]:
     """Run jobs that share one input size as one batch; one candidate set per job."""
-    batch = torch.stack([_network_input(images[job.image], job.run) for job in jobs])
+    inputs = [_network_input(images[job.image], job.run) for job in jobs]
+    batch = inputs[0][None] if len(inputs) == 1 else torch.stack(inputs)  # no copy for one
     loc, conf, landm = runner.predict(batch)
     input_size = (int(batch.shape[2]), int(batch.shape[3]))
     return [
