@@ -305,6 +305,15 @@ def evaluate_command(
         with progress_reporter() as report:
             metrics, _ = evaluate_models(models, prepare_dir, out, settings.evaluate, report)
         if mlflow is not None:
+            # on the stage run as DVC names them (teacher.ap_hard), for the MLflow UI's run table
+            mlflow.log_metrics(
+                {
+                    f"{name}.{key}": float(value)
+                    for name, values in metrics.items()
+                    for key, value in values.items()
+                    if value is not None
+                }
+            )
             for name, values in metrics.items():
                 with child_run(name, {"featherface.model": name}):
                     mlflow.log_param("model_path", str(models[name]))
@@ -322,6 +331,21 @@ def evaluate_command(
 def _tracks(enabled: bool) -> bool:
     """Whether this process logs to MLflow: ``enabled``, and rank 0 under ``torchrun``."""
     return enabled and os.environ.get("RANK", "0") == "0"
+
+
+def _relaunch_under_torchrun(settings: Any, stage: str, arguments: list[str]) -> None:
+    """Run ``featherface <arguments>`` under torchrun and exit with its status when the ``train``
+    section asks for several processes (:mod:`featherface.engine.launch`); else return."""
+    import shlex
+    import subprocess
+
+    from featherface.engine.launch import torchrun_command
+
+    command = torchrun_command(settings.train, stage, arguments)
+    if command is None:
+        return
+    console.print(f"{stage}: {shlex.join(command)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(subprocess.run(command, check=False).returncode)
 
 
 def _log_training(mlflow: Any, metrics: dict[str, Any], out: Path) -> None:
@@ -346,7 +370,15 @@ def train(
     from featherface.tracking import stage_run
 
     settings = load_params(params)
-    run_params = {"model": section_dict(settings.model), "teacher": section_dict(settings.teacher)}
+    _relaunch_under_torchrun(
+        settings, "teacher",
+        ["train", "--params", str(params), "--prepare-dir", str(prepare_dir), "--out", str(out)],
+    )  # fmt: skip
+    run_params = {
+        "model": section_dict(settings.model),
+        "train": section_dict(settings.train),
+        "teacher": section_dict(settings.teacher),
+    }
     with stage_run(
         "teacher", run_params, settings.tracking.experiment, _tracks(settings.tracking.enabled)
     ) as mlflow:
@@ -373,7 +405,14 @@ def distill(
     from featherface.tracking import stage_run
 
     settings = load_params(params)
-    run_params = {"model": section_dict(settings.model), "distill": section_dict(settings.distill)}
+    arguments = ["distill", "--params", str(params), "--prepare-dir", str(prepare_dir)]
+    arguments += ["--teacher", str(teacher), "--out", str(out)]
+    _relaunch_under_torchrun(settings, "distill", arguments)
+    run_params = {
+        "model": section_dict(settings.model),
+        "train": section_dict(settings.train),
+        "distill": section_dict(settings.distill),
+    }
     with stage_run(
         "distill", run_params, settings.tracking.experiment, _tracks(settings.tracking.enabled)
     ) as mlflow:
@@ -388,5 +427,6 @@ def distill(
 # The other command modules register themselves on ``app`` when imported.
 from featherface import cli_bench  # noqa: E402, F401, I001  (registers `bench`)
 from featherface import cli_export  # noqa: E402, F401  (registers `export`)
+from featherface import cli_pipeline  # noqa: E402, F401  (registers `exp run` and `runs`)
 from featherface import cli_prune  # noqa: E402, F401  (registers `prune` and `finetune`)
 from featherface import cli_registry  # noqa: E402, F401  (registers `promote`)

@@ -9,7 +9,15 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from featherface.cli import ParamsOption, _log_training, _tracks, app, console, reports_errors
+from featherface.cli import (
+    ParamsOption,
+    _log_training,
+    _relaunch_under_torchrun,
+    _tracks,
+    app,
+    console,
+    reports_errors,
+)
 
 prune_app = typer.Typer(help="B-FPGM pruning of the Nano-B student.", no_args_is_help=True)
 app.add_typer(prune_app, name="prune")
@@ -99,7 +107,11 @@ def finetune(
     from featherface.tracking import stage_run
 
     settings = load_params(params)
+    arguments = ["finetune", "--params", str(params), "--prepare-dir", str(prepare_dir)]
+    arguments += ["--student", str(student), "--plan", str(plan), "--out", str(out)]
+    _relaunch_under_torchrun(settings, "finetune", arguments)
     run_params = {
+        "train": section_dict(settings.train),
         "finetune": section_dict(settings.finetune),
         "prune": {"mask_interval": settings.prune.mask_interval},
     }

@@ -92,7 +92,7 @@ class PruneParams:
     n_calls: int = 8
     max_rate: float = 0.9
     penalty: float = 10.0
-    channel_multiple: int = 8
+    channel_multiple: int = 1
     mask_interval: int = 1
     trial_steps: int = 8
     trial_images: int = 48
@@ -195,11 +195,35 @@ class TrackingParams:
 
 
 @dataclass(frozen=True)
+class LaunchParams:
+    """``train``: processes of the training stages (teacher, distill, finetune). More than one
+    process per node, or more than one node, re-runs the stage under ``torchrun``
+    (:mod:`featherface.engine.launch`); ``rdzv_endpoint`` (``host:port`` on node 0) is where the
+    nodes of a multi-node job meet."""
+
+    nproc_per_node: int = 1
+    nnodes: int = 1
+    rdzv_endpoint: str = ""
+
+    def __post_init__(self) -> None:
+        if self.nproc_per_node < 1 or self.nnodes < 1:
+            raise ValueError(
+                f"nproc_per_node and nnodes must be at least 1, got {self.nproc_per_node} "
+                f"and {self.nnodes}"
+            )
+        if self.nnodes > 1 and ":" not in self.rdzv_endpoint:
+            raise ValueError(
+                f"nnodes {self.nnodes} needs rdzv_endpoint as host:port, got {self.rdzv_endpoint!r}"
+            )
+
+
+@dataclass(frozen=True)
 class Params:
     """The whole ``params.yaml``."""
 
     data: DataParams = field(default_factory=DataParams)
     model: ModelParams = field(default_factory=ModelParams)
+    train: LaunchParams = field(default_factory=LaunchParams)
     teacher: TrainParams = field(default_factory=TrainParams)
     distill: DistillParams = field(default_factory=DistillParams)
     prune: PruneParams = field(default_factory=PruneParams)

@@ -5,8 +5,9 @@
   runs the stage (so queued experiments, which run in temporary copies, log to the same store),
   else the nearest folder above the working directory holding ``dvc.yaml`` or ``.git``.
 - One run per stage execution, tagged ``featherface.stage``, ``featherface.git_commit``,
-  ``featherface.dvc_experiment`` and ``featherface.params_hash`` (SHA-256 of the stage's
-  parameters, 12 hex digits).
+  ``featherface.dvc_experiment``, ``featherface.params_hash`` (SHA-256 of the stage's
+  parameters, 12 hex digits) and ``featherface.pipeline`` (:func:`pipeline_id`, shared by the
+  stages of one pipeline execution).
 - Logging is explicit: nothing here runs at import time, and ``mlflow`` is imported lazily.
 """
 
@@ -79,13 +80,33 @@ def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+PIPELINE_ENV = "FEATHERFACE_PIPELINE_RUN"
+
+
+def pipeline_id(commit: str, experiment: str, params_file: Path) -> str:
+    """What the stage runs of one pipeline execution share: ``$FEATHERFACE_PIPELINE_RUN`` when
+    set (``featherface exp run`` and ``scripts/retrain.sh`` set it), else the first 12 hex digits
+    of SHA-256 over the git commit, the DVC experiment name and the bytes of ``params_file``.
+    Stages that DVC runs in one ``dvc repro`` or ``dvc exp run`` see the same three, so they
+    share the id; a rerun with other parameters or at another commit gets a new one."""
+    if os.environ.get(PIPELINE_ENV):
+        return os.environ[PIPELINE_ENV]
+    content = params_file.read_bytes() if params_file.is_file() else b""
+    digest = hashlib.sha256(f"{commit}\n{experiment}\n".encode() + content)
+    return digest.hexdigest()[:12]
+
+
 def stage_tags(stage: str, params: Mapping[str, Any], root: Path) -> dict[str, str]:
-    """The tags every stage run carries."""
+    """The tags every stage run carries (``params.yaml`` of the working folder identifies the
+    pipeline execution, see :func:`pipeline_id`)."""
+    commit = git_commit(root)
+    experiment = os.environ.get("DVC_EXP_NAME", "workspace")
     return {
         f"{TAG_PREFIX}stage": stage,
-        f"{TAG_PREFIX}git_commit": git_commit(root),
-        f"{TAG_PREFIX}dvc_experiment": os.environ.get("DVC_EXP_NAME", "workspace"),
+        f"{TAG_PREFIX}git_commit": commit,
+        f"{TAG_PREFIX}dvc_experiment": experiment,
         f"{TAG_PREFIX}params_hash": params_hash(params),
+        f"{TAG_PREFIX}pipeline": pipeline_id(commit, experiment, Path.cwd() / "params.yaml"),
     }
 
 

@@ -18,7 +18,7 @@ def test_repository_params_load() -> None:
     assert params.data.synthetic.num_val > 0
 
 
-PARAMS_FILES = ("params.yaml", "pipelines/paper-widerface.yaml")
+PARAMS_FILES = ("params.yaml", "pipelines/paper-widerface.yaml", "pipelines/ci-smoke.yaml")
 
 
 @pytest.mark.parametrize("name", PARAMS_FILES)
@@ -34,9 +34,15 @@ def _keys(text: str) -> list[str]:
     return [line.split(":")[0] for line in text.splitlines() if line and line[0] != "#"]
 
 
-def test_paper_preset_has_every_key_of_params_yaml_and_the_paper_settings() -> None:
+@pytest.mark.parametrize("name", PARAMS_FILES[1:])
+def test_presets_have_every_key_of_params_yaml(name: str) -> None:
+    preset = (REPO_ROOT / name).read_text()
+    assert _keys(preset) == _keys((REPO_ROOT / "params.yaml").read_text())
+    load_params(REPO_ROOT / name)
+
+
+def test_paper_preset_has_the_paper_settings() -> None:
     preset_path = REPO_ROOT / "pipelines" / "paper-widerface.yaml"
-    assert _keys(preset_path.read_text()) == _keys((REPO_ROOT / "params.yaml").read_text())
     preset = load_params(preset_path)
     assert preset.data.source == "widerface"
     assert preset.model.backbone_weights is not None

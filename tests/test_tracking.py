@@ -72,3 +72,38 @@ def test_disabled_tracking_logs_nothing() -> None:
     import mlflow
 
     assert mlflow.get_experiment_by_name("off") is None
+
+
+def test_pipeline_id_shared_by_one_execution(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(tracking.PIPELINE_ENV, raising=False)
+    params = tmp_path / "params.yaml"
+    params.write_text("prune:\n  rate: 0.6\n")
+    first = tracking.pipeline_id("abc", "workspace", params)
+    assert first == tracking.pipeline_id("abc", "workspace", params) and len(first) == 12
+    assert first != tracking.pipeline_id("abd", "workspace", params)
+    assert first != tracking.pipeline_id("abc", "exp-1", params)
+    params.write_text("prune:\n  rate: 0.65\n")
+    assert first != tracking.pipeline_id("abc", "workspace", params)
+    monkeypatch.setenv(tracking.PIPELINE_ENV, "run-7")
+    assert tracking.pipeline_id("abc", "workspace", params) == "run-7"
+
+
+def test_stage_runs_of_one_execution_share_the_pipeline_tag(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mlflow
+
+    monkeypatch.delenv(tracking.PIPELINE_ENV, raising=False)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text("a: 1\n")
+    for stage in ("prepare", "teacher"):
+        with tracking.stage_run(stage, {}, experiment="grouped"):
+            pass
+    (tmp_path / "params.yaml").write_text("a: 2\n")
+    with tracking.stage_run("prepare", {}, experiment="grouped"):
+        pass
+    runs = mlflow.search_runs(experiment_names=["grouped"], output_format="list")
+    tags = sorted(run.data.tags["featherface.pipeline"] for run in runs)
+    assert len(set(tags)) == 2 and tags.count(tags[0]) in (1, 2)

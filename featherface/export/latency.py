@@ -1,6 +1,6 @@
 """CPU latency of the exported detectors, measured by the ``export`` stage (``latency.json``).
 
-The setting is the one of the latency targets in the README: a ``640 x 640`` image, ONNX Runtime on one
+The setting of the latency targets in the README: a ``640 x 640`` image, ONNX Runtime on one
 thread, one interleaved run (:func:`featherface.export.bench.run_blocks`) of every exported raw
 graph and of a stand-in RetinaFace-mnet0.25
 (:func:`featherface.export.bench_models.local_reference`: this package's network with

@@ -34,6 +34,7 @@ distill:
 prune:
   rate: 0.5
   tolerance: 0.05
+  channel_multiple: 8
   n_calls: 3
   trial_steps: 1
   trial_images: 3
@@ -67,7 +68,7 @@ def test_search_then_finetune(tmp_path, monkeypatch) -> None:
     plan = json.loads((work / "stages/prune/plan.json").read_text())
     student = load_checkpoint(work / "stages/distill/model.pt")
     assert plan["student_params"] == params_total(student)
-    assert plan["channel_multiple"] == 8  # the default, which finetune reads from the plan
+    assert plan["channel_multiple"] == 8  # finetune reads it from the plan
     assert abs(plan["params"] - plan["target_params"]) <= 0.05 * plan["target_params"]
 
     result = runner.invoke(app, ["finetune"])

@@ -1,0 +1,70 @@
+"""`featherface runs`: stage runs grouped by pipeline execution, one row per evaluated model."""
+
+from __future__ import annotations
+
+import json
+
+import mlflow
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from featherface.cli import app
+from featherface.runs import executions_table
+from featherface.tracking import PIPELINE_ENV, child_run, stage_run
+
+AP = {"teacher": (0.55, 0.45, 0.28, 592371), "pruned": (0.42, 0.33, 0.19, 152542)}
+
+
+def _execution(pipeline: str, monkeypatch: pytest.MonkeyPatch, with_evaluate: bool) -> None:
+    monkeypatch.setenv(PIPELINE_ENV, pipeline)
+    for stage in ("prepare", "teacher"):
+        with stage_run(stage, {}, experiment="runs-test"):
+            pass
+    if not with_evaluate:
+        return
+    with stage_run("export", {}, experiment="runs-test"):
+        mlflow.log_metrics(
+            {"teacher.latency_ms_cpu_640": 104.0, "teacher.ratio_to_retinaface_mnet025": 2.7}
+        )
+    with stage_run("evaluate", {}, experiment="runs-test"):
+        for name, (easy, medium, hard, count) in AP.items():
+            with child_run(name, {"featherface.model": name}):
+                mlflow.log_metrics(
+                    {"ap_easy": easy, "ap_medium": medium, "ap_hard": hard, "params_total": count}
+                )
+
+
+def test_executions_grouped_newest_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    _execution("first", monkeypatch, with_evaluate=True)
+    _execution("second", monkeypatch, with_evaluate=False)
+    table = executions_table(mlflow.MlflowClient(), "runs-test", limit=5)
+    assert table["pipeline"].tolist() == ["second", "first", "first"]
+    stopped = table.iloc[0]
+    assert stopped["stages"] == 2 and pd.isna(stopped["model"])
+    rows = table[table["pipeline"] == "first"].set_index("model")
+    assert rows.loc["teacher", "ap_hard"] == pytest.approx(0.28)
+    assert rows.loc["pruned", "params_total"] == 152542
+    assert rows.loc["teacher", "latency_ms_cpu_640"] == 104.0
+    assert rows.loc["teacher", "latency_ratio"] == pytest.approx(2.7)
+    assert pd.isna(rows.loc["pruned", "latency_ms_cpu_640"])  # latency is of the ONNX files
+    assert set(rows["stages"]) == {4}
+    assert executions_table(mlflow.MlflowClient(), "runs-test", limit=1)["pipeline"].tolist() == [
+        "second"
+    ]
+    assert executions_table(mlflow.MlflowClient(), "absent", limit=1).empty
+
+
+def test_runs_command_formats(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text("tracking:\n  experiment: runs-test\n")
+    empty = CliRunner().invoke(app, ["runs"])
+    assert empty.exit_code == 0 and "no pipeline executions in MLflow experiment" in empty.output
+    _execution("only", monkeypatch, with_evaluate=True)
+    table = CliRunner().invoke(app, ["runs"])
+    assert table.exit_code == 0, table.output
+    assert "pipeline" in table.output and "0.55" in table.output and "592371" in table.output
+    records = json.loads(CliRunner().invoke(app, ["runs", "--format", "json"]).stdout)
+    assert {r["model"] for r in records} == {"teacher", "pruned"}
+    csv = CliRunner().invoke(app, ["runs", "--format", "csv", "--limit", "1"]).stdout
+    assert csv.splitlines()[0].startswith("pipeline,started,experiment,commit,stages,model")
