@@ -91,9 +91,13 @@ def runs(
 
     from featherface.params import load_params
     from featherface.runs import executions_table
-    from featherface.tracking import tracking_uri
+    from featherface.tracking import repo_root, tracking_uri
 
     name = experiment or load_params(params).tracking.experiment
+    store = repo_root() / "mlruns" / "mlflow.db"
+    if not os.environ.get("MLFLOW_TRACKING_URI") and not store.is_file():
+        console.print(f"no MLflow store at {store} (no stage has run with tracking on)")
+        return
     uri = tracking_uri()
     mlflow.set_tracking_uri(uri)
     table = executions_table(mlflow.MlflowClient(), name, limit)

@@ -68,3 +68,14 @@ def test_runs_command_formats(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None
     assert {r["model"] for r in records} == {"teacher", "pruned"}
     csv = CliRunner().invoke(app, ["runs", "--format", "csv", "--limit", "1"]).stdout
     assert csv.splitlines()[0].startswith("pipeline,started,experiment,commit,stages,model")
+
+
+def test_runs_without_a_store_creates_none(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    monkeypatch.delenv("DVC_ROOT", raising=False)
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    (tmp_path / "params.yaml").write_text("tracking:\n  experiment: runs-test\n")
+    result = CliRunner().invoke(app, ["runs"])
+    assert result.exit_code == 0 and "no MLflow store at" in result.output
+    assert not (tmp_path / "mlruns").exists()
