@@ -41,8 +41,8 @@ WARMUP = 3
 REFERENCE_KEY = "retinaface_mnet025"
 
 
-def _median(rows: list[dict[str, Any]], label: str, mode: str, key: str = "median_ms") -> float:
-    return next(r[key] for r in rows if r["model"] == label and r["mode"] == mode)
+def _row(rows: list[dict[str, Any]], label: str, mode: str) -> dict[str, Any]:
+    return next(row for row in rows if row["model"] == label and row["mode"] == mode)
 
 
 def measure_latency(
@@ -61,7 +61,7 @@ def measure_latency(
     with tempfile.TemporaryDirectory() as folder:
         subjects.append(local_reference(Path(folder), (THREADS,), thresholds))
         rows = run_blocks(subjects, settings)
-    reference_ms = _median(rows, LOCAL_REFERENCE, END_TO_END)
+    reference_ms = _row(rows, LOCAL_REFERENCE, END_TO_END)["median_ms"]
     report: dict[str, Any] = {
         "settings": {
             "size": SIZE,
@@ -73,11 +73,11 @@ def measure_latency(
         }
     }
     for label in [*onnx_files, LOCAL_REFERENCE]:
-        latency = _median(rows, label, END_TO_END)
+        end_to_end = _row(rows, label, END_TO_END)
         report[REFERENCE_KEY if label == LOCAL_REFERENCE else label] = {
-            "latency_ms_cpu_640": latency,
-            "latency_p90_ms_cpu_640": _median(rows, label, END_TO_END, "p90_ms"),
-            "network_ms_cpu_640": _median(rows, label, NETWORK),
-            "ratio_to_retinaface_mnet025": round(latency / reference_ms, 3),
+            "latency_ms_cpu_640": end_to_end["median_ms"],
+            "latency_p90_ms_cpu_640": end_to_end["p90_ms"],
+            "network_ms_cpu_640": _row(rows, label, NETWORK)["median_ms"],
+            "ratio_to_retinaface_mnet025": round(end_to_end["median_ms"] / reference_ms, 3),
         }
     return report
