@@ -95,7 +95,9 @@ def test_export_writes_files_parity_and_mlflow_run(workspace: Path) -> None:
     assert latency["settings"] | {"size": 640, "threads": 1, "runs": 2} == latency["settings"]
     assert set(latency) == {"settings", "model", "teacher", "retinaface_mnet025"}
     for entry in (latency["model"], latency["teacher"]):
-        assert 0 < entry["network_ms_cpu_640"] <= entry["latency_ms_cpu_640"]
+        # network and end to end are timed in separate calls: with 2 runs on a loaded machine
+        # either median can be the larger, so only their signs are checked here
+        assert entry["network_ms_cpu_640"] > 0 and entry["latency_ms_cpu_640"] > 0
         assert entry["latency_ms_cpu_640"] <= entry["latency_p90_ms_cpu_640"]
     assert latency["retinaface_mnet025"]["ratio_to_retinaface_mnet025"] == 1.0
     printed = " ".join(result.output.split())  # rich wraps long lines
