@@ -267,12 +267,12 @@ def detect(
     console.print(f"{faces} faces in {len(document['images'])} images; results in {out}")
 
 
-def _parse_models(entries: list[str]) -> dict[str, Path]:
+def _parse_models(entries: list[str], option: str = "--model") -> dict[str, Path]:
     models = {}
     for entry in entries:
         name, separator, path = entry.partition("=")
         if not separator or not name or not path:
-            raise FeatherFaceError(f"--model expects NAME=PATH, got {entry!r}")
+            raise FeatherFaceError(f"{option} expects NAME=PATH, got {entry!r}")
         models[name] = Path(path)
     return models
 
@@ -285,11 +285,23 @@ def evaluate_command(
         list[str] | None,
         typer.Option(help="NAME=PATH of a model to score; default: every pipeline model present."),
     ] = None,
+    stored: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="NAME=PATH of the val_detections.npz kept by model NAME's training stage, used "
+            "instead of running the model when made by the same model file, data, code and "
+            "settings; default without --model: the files next to the pipeline's models."
+        ),
+    ] = None,
     prepare_dir: Annotated[Path, typer.Option(help="Output of prepare.")] = Path("stages/prepare"),
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("stages/evaluate"),
 ) -> None:
     """Stage `evaluate`: WIDER FACE AP, PR curves and a report for each model."""
-    from featherface.evaluate.stage import evaluate_models, pipeline_models
+    from featherface.evaluate.stage import (
+        evaluate_models,
+        pipeline_models,
+        stored_detection_files,
+    )
     from featherface.params import load_params, section_dict
     from featherface.tracking import child_run, stage_run
 
@@ -298,12 +310,18 @@ def evaluate_command(
     for name, path in models.items():
         if not path.is_file():
             raise FeatherFaceError(f"{path}: model file of {name!r} not found")
+    if stored:
+        stored_files = _parse_models(stored, "--stored")
+    else:
+        stored_files = {} if model else stored_detection_files(models)
     run_params = {"evaluate": section_dict(settings.evaluate)}
     with stage_run(
         "evaluate", run_params, settings.tracking.experiment, settings.tracking.enabled
     ) as mlflow:
         with progress_reporter() as report:
-            metrics, _ = evaluate_models(models, prepare_dir, out, settings.evaluate, report)
+            metrics, _ = evaluate_models(
+                models, prepare_dir, out, settings.evaluate, report, stored_files, console.print
+            )
         if mlflow is not None:
             # on the stage run as DVC names them (teacher.ap_hard), for the MLflow UI's run table
             mlflow.log_metrics(

@@ -20,7 +20,8 @@ from tests.conftest import REPO_ROOT
 
 STAGES = ("prepare", "teacher", "distill", "prune", "finetune", "export", "evaluate")
 MODELS = ("teacher", "student", "pruned", "onnx")
-METRIC_KEYS = {"ap_easy", "ap_medium", "ap_hard", "params_total", "gmacs_640"}
+AP_KEYS = ("ap_easy", "ap_medium", "ap_hard")
+METRIC_KEYS = {*AP_KEYS, "params_total", "gmacs_640"}
 
 
 def _run(command: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -85,6 +86,11 @@ def test_retrain_script_runs_the_ci_smoke_pipeline(tmp_path: Path, isolated_mlfl
     assert set(metrics) == set(MODELS)
     assert all(METRIC_KEYS <= set(values) for values in metrics.values())
     assert 120_000 <= metrics["pruned"]["params_total"] <= 180_000
+    for model, stage in (("teacher", "teacher"), ("student", "distill"), ("pruned", "finetune")):
+        trained = json.loads((work / f"stages/{stage}/metrics.json").read_text())
+        assert [metrics[model][key] for key in AP_KEYS] == [trained[key] for key in AP_KEYS]
+    printed = " ".join((retrain.stdout + retrain.stderr).split())  # rich wraps long lines
+    assert printed.count("val_detections.npz reused") == 3  # evaluate did not run them again
 
     client = mlflow.MlflowClient(tracking_uri=isolated_mlflow)
     experiment = client.get_experiment_by_name("featherface-ci-smoke")

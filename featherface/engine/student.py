@@ -17,12 +17,13 @@ from typing import Any
 
 from featherface.engine.distill import DistillationLoss
 from featherface.engine.distributed import seed_everything
-from featherface.engine.teacher import file_sha256, train_network
+from featherface.engine.teacher import train_network
 from featherface.errors import FeatherFaceError
 from featherface.models import build_model
 from featherface.models.checkpoint import load_checkpoint
 from featherface.models.complexity import params_total
 from featherface.params import DistillParams, ModelParams
+from featherface.utils.fingerprint import file_sha256
 
 
 def distill_student(

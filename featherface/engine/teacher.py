@@ -5,6 +5,8 @@ Files in the stage folder (``stages/teacher``):
 - ``model.pt``: the weights of lowest validation loss, in this package's checkpoint format;
 - ``metrics.json``: ``params_total``, ``params_paper``, ``val_loss`` and the WIDER-protocol
   ``ap_easy``/``ap_medium``/``ap_hard`` of ``model.pt`` on the validation split;
+- ``val_detections.npz``: the detections those APs score, which the ``evaluate`` stage reuses
+  (:mod:`featherface.evaluate.stored_detections`);
 - ``history.csv``: one row per epoch (DVC plots);
 - ``last.pt``, ``best.pt``, ``run_params.json``: the trainer's working files. ``last.pt`` lets an
   interrupted run resume where it stopped; it is discarded when the stage's parameters or the
@@ -13,7 +15,6 @@ Files in the stage folder (``stages/teacher``):
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -33,12 +34,15 @@ from featherface.engine.trainer import DetectionLoss, LossFunction, Trainer
 from featherface.evaluate.ground_truth import load_ground_truth
 from featherface.evaluate.runtime import TorchRunner
 from featherface.evaluate.stage import detect_split, image_keys, prediction_sets
+from featherface.evaluate.stored_detections import FILE_NAME as STORED_DETECTIONS
+from featherface.evaluate.stored_detections import detection_key, save_detections
 from featherface.evaluate.wider_ap import evaluate
 from featherface.models import build_model
 from featherface.models.checkpoint import load_checkpoint, save_checkpoint
 from featherface.models.complexity import params_paper, params_total
 from featherface.params import EvaluateParams, ModelParams, TrainParams
 from featherface.utils.atomic import copy_file, write_json
+from featherface.utils.fingerprint import code_fingerprint, data_fingerprint
 
 WORK_FILES = ("last.pt", "best.pt", "history.csv")
 
@@ -68,39 +72,6 @@ def training_loaders(params: TrainParams, data: PreparedData) -> tuple[DataLoade
     )
 
 
-def code_fingerprint() -> str:
-    """SHA-256 over the path and bytes of every ``.py`` file of the ``featherface`` package.
-
-    Part of a stage's resume key: when DVC reruns a training stage because its code changed, the
-    working files of the previous code are discarded instead of resumed.
-    """
-    package = Path(__file__).resolve().parents[1]
-    digest = hashlib.sha256()
-    for path in sorted(package.rglob("*.py")):
-        digest.update(path.relative_to(package).as_posix().encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
-
-
-def file_sha256(path: Path) -> str:
-    """Hex SHA-256 of a file (identifies the inputs a resumed run was started with)."""
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def data_fingerprint(prepare_dir: Path) -> dict[str, str]:
-    """SHA-256 of the prepared tables a training run reads (``images.parquet``,
-    ``faces.parquet``), so new data never resumes the working files of the old."""
-    return {
-        name: file_sha256(prepare_dir / name)
-        for name in ("images.parquet", "faces.parquet")
-        if (prepare_dir / name).is_file()
-    }
-
-
 def fresh_or_resumed(
     out_dir: Path, run_params: dict[str, Any], prepare_dir: Path | None = None
 ) -> None:
@@ -125,13 +96,23 @@ def validation_ap(
     data: PreparedData,
     prepare_dir: Path,
     device: str | torch.device = "cpu",
+    model_file: Path | None = None,
 ) -> dict[str, float]:
-    """WIDER-protocol AP of ``model`` on the validation split (reference inference settings)."""
+    """WIDER-protocol AP of ``model`` on the validation split (reference inference settings).
+
+    With ``model_file`` (the file ``model`` was loaded from), the detections are also kept in
+    ``val_detections.npz`` next to it, for the ``evaluate`` stage to reuse
+    (:mod:`featherface.evaluate.stored_detections`).
+    """
     settings = EvaluateParams()
     val = data.images[data.images["split"] == "val"]
     files = [data.image_path(row) for _, row in val.iterrows()]
     found = detect_split(TorchRunner(model, device), files, settings)
-    predictions = prediction_sets(image_keys(val["path"]), found)
+    keys = image_keys(val["path"])
+    if model_file is not None:
+        key = detection_key(model_file, prepare_dir, settings, device)
+        save_detections(model_file.parent / STORED_DETECTIONS, key, keys, found)
+    predictions = prediction_sets(keys, found)
     return evaluate(predictions, load_ground_truth(prepare_dir)).metrics()
 
 
@@ -186,7 +167,7 @@ def train_network(
         "params_total": params_total(best),
         "params_paper": params_paper(best),
         "val_loss": min(row["val/loss"] for row in history),
-        **validation_ap(best, data, prepare_dir, context.device),
+        **validation_ap(best, data, prepare_dir, context.device, out_dir / "model.pt"),
         **(extra_metrics or {}),
     }
     write_json(out_dir / "metrics.json", metrics)

@@ -2,7 +2,9 @@
 
 For each model file (our ``.pt`` checkpoints or an ``.onnx`` export) it detects faces on the
 validation images, writes the official prediction layout under ``predictions/<model>/`` (so the
-official tool can score it too), and computes easy/medium/hard AP. Outputs:
+official tool can score it too), and computes easy/medium/hard AP. A training stage's
+``val_detections.npz`` stands in for running its model when it was made by the same model file,
+data, code and settings (:mod:`featherface.evaluate.stored_detections`). Outputs:
 
 - ``metrics.json``: per model ``ap_easy``, ``ap_medium``, ``ap_hard``, ``params_total`` and
   ``gmacs_640`` (``null`` for an ONNX file, whose cost is that of its source checkpoint);
@@ -28,6 +30,8 @@ from featherface.evaluate.inference import detect_images, read_rgb, write_predic
 from featherface.evaluate.predictions import prediction_array
 from featherface.evaluate.report import plot_pr_curves, report_markdown, write_pr_tables
 from featherface.evaluate.runtime import OnnxRunner, TorchRunner, load_runner
+from featherface.evaluate.stored_detections import FILE_NAME as STORED_DETECTIONS
+from featherface.evaluate.stored_detections import detection_key, load_detections
 from featherface.evaluate.wider_ap import WiderResult, evaluate
 from featherface.params import EvaluateParams
 from featherface.utils.atomic import staged_dir, write_json, write_text
@@ -46,6 +50,16 @@ def pipeline_models(root: Path = Path(".")) -> dict[str, Path]:
     """The pipeline's model files that exist under ``root``."""
     found = {name: root / path for name, path in PIPELINE_MODELS.items()}
     return {name: path for name, path in found.items() if path.is_file()}
+
+
+def stored_detection_files(models: Mapping[str, Path]) -> dict[str, Path]:
+    """The ``val_detections.npz`` a training stage left next to each ``.pt`` model, if any."""
+    found = {name: path.parent / STORED_DETECTIONS for name, path in models.items()}
+    return {
+        name: path
+        for name, path in found.items()
+        if models[name].suffix == ".pt" and path.is_file()
+    }
 
 
 def model_size(runner: TorchRunner | OnnxRunner) -> dict[str, Any]:
@@ -89,6 +103,29 @@ def detect_split(
     return found
 
 
+def _stored(
+    stored: Path | None,
+    model: Path,
+    runner: TorchRunner | OnnxRunner,
+    prepare_dir: Path,
+    params: EvaluateParams,
+    keys: list[tuple[str, str]],
+    say: Callable[[str], None] | None,
+) -> list[Detections] | None:
+    """The detections in ``stored`` when they match what running ``model`` would give, else
+    ``None``; ``say`` is told which."""
+    if stored is None:
+        return None
+    if not stored.is_file():
+        raise FeatherFaceError(f"{stored}: stored detections file not found")
+    device = runner.device if isinstance(runner, TorchRunner) else "cpu"
+    found, why = load_detections(stored, detection_key(model, prepare_dir, params, device), keys)
+    if say:
+        use = "reused (same model, data, code and settings)" if found else f"not reused: {why}"
+        say(f"{model}: detections of {stored} {use}")
+    return found
+
+
 def prediction_sets(
     keys: Sequence[tuple[str, str]], found: Sequence[Detections]
 ) -> dict[str, dict[str, np.ndarray]]:
@@ -112,10 +149,22 @@ def evaluate_models(
     out_dir: Path,
     params: EvaluateParams,
     progress: ProgressCallback | None = None,
+    stored: Mapping[str, Path] | None = None,
+    say: Callable[[str], None] | None = None,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, WiderResult]]:
-    """Score each model on the validation split into ``out_dir``; return metrics and results."""
+    """Score each model on the validation split into ``out_dir``; return metrics and results.
+
+    ``stored``: ``{name: val_detections.npz}`` kept by the training stage of model ``name``; they
+    stand in for running the model when their key matches
+    (:mod:`featherface.evaluate.stored_detections`). ``say`` gets one line per stored file: used,
+    or why not.
+    """
     if not models:
         raise FeatherFaceError("no model to evaluate: give one, or run the training stages first")
+    stored = dict(stored or {})
+    unknown = sorted(stored.keys() - models.keys())
+    if unknown:
+        raise FeatherFaceError(f"stored detections for {', '.join(unknown)}, which is not a model")
     prepared = load_prepared(prepare_dir)
     truth = load_ground_truth(prepare_dir)
     val = prepared.images[prepared.images["split"] == "val"]
@@ -131,7 +180,9 @@ def evaluate_models(
                 if progress
                 else None
             )
-            found = detect_split(runner, files, params, report)
+            found = _stored(stored.get(name), path, runner, prepare_dir, params, keys, say)
+            if found is None:
+                found = detect_split(runner, files, params, report)
             write_predictions(dict(zip(keys, found, strict=True)), staging / "predictions" / name)
             results[name] = evaluate(prediction_sets(keys, found), truth)
             metrics[name] = {**results[name].metrics(), **model_size(runner)}

@@ -29,7 +29,6 @@ from featherface.engine.callbacks import Callback, ProgressCallback
 from featherface.engine.distributed import seed_everything
 from featherface.engine.losses import MultiBoxLoss
 from featherface.engine.teacher import (
-    file_sha256,
     fresh_or_resumed,
     optimisation,
     train_network,
@@ -43,6 +42,7 @@ from featherface.models.widths import layer_widths
 from featherface.params import FinetuneParams
 from featherface.prune.groups import PruningGraph
 from featherface.prune.search import Rates
+from featherface.utils.fingerprint import file_sha256
 
 
 class SoftPruningCallback(Callback):

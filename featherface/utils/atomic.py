@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 
-def _write_atomically(path: Path, write: Callable[[str], None]) -> None:
+def write_atomically(path: Path, write: Callable[[str], None]) -> None:
     """Call ``write(temporary_path)`` on a sibling temporary file, then rename it to ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -32,19 +32,19 @@ def _write_atomically(path: Path, write: Callable[[str], None]) -> None:
 
 def write_text(path: str | Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file in the same folder."""
-    _write_atomically(Path(path), lambda temporary: Path(temporary).write_text(text, "utf-8"))
+    write_atomically(Path(path), lambda temporary: Path(temporary).write_text(text, "utf-8"))
 
 
 def save_torch(payload: Any, path: str | Path) -> None:
     """``torch.save(payload)`` to ``path`` through a temporary file in the same folder."""
     import torch
 
-    _write_atomically(Path(path), lambda temporary: torch.save(payload, temporary))
+    write_atomically(Path(path), lambda temporary: torch.save(payload, temporary))
 
 
 def copy_file(source: str | Path, path: str | Path) -> None:
     """Copy ``source`` to ``path`` through a temporary file in the same folder."""
-    _write_atomically(Path(path), lambda temporary: shutil.copyfile(source, temporary))
+    write_atomically(Path(path), lambda temporary: shutil.copyfile(source, temporary))
 
 
 def write_json(path: str | Path, content: Any) -> None:
