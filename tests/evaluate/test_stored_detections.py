@@ -132,3 +132,20 @@ def test_round_trip_is_exact_and_checks_the_image_list(tmp_path: Path) -> None:
     (tmp_path / "plain.npz").write_bytes(b"")
     with pytest.raises(FeatherFaceError, match=r"plain\.npz: unreadable detections file"):
         load_detections(tmp_path / "plain.npz", key, images)
+
+
+def test_without_model_options_the_pipeline_files_are_reused(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    teacher = Path("stages/teacher")
+    teacher.mkdir(parents=True)
+    for name in (MODEL.name, STORED.name):
+        (teacher / name).write_bytes((MODEL.parent / name).read_bytes())
+    monkeypatch.setattr(stage_module, "detect_split", _no_detection)
+    result = CliRunner().invoke(app, ["evaluate"])
+    assert result.exit_code == 0, result.output
+    printed = " ".join(result.output.split())
+    assert f"{teacher / MODEL.name}: detections of {teacher / STORED.name} reused" in printed
+    metrics = json.loads(Path("stages/evaluate/metrics.json").read_text())
+    stage_aps = json.loads((workspace / "stage_aps.json").read_text())
+    assert {name: metrics["teacher"][name] for name in stage_aps} == stage_aps
