@@ -36,10 +36,19 @@ def write_text(path: str | Path, text: str) -> None:
 
 
 def save_torch(payload: Any, path: str | Path) -> None:
-    """``torch.save(payload)`` to ``path`` through a temporary file in the same folder."""
+    """``torch.save(payload)`` to ``path`` through a temporary file in the same folder.
+
+    ``torch.save`` is given an open file, not the temporary file's name: given a name, it names
+    the folder inside its zip archive after it, so equal payloads would give different bytes
+    (and different DVC hashes) from one run to the next.
+    """
     import torch
 
-    write_atomically(Path(path), lambda temporary: torch.save(payload, temporary))
+    def write(temporary: str) -> None:
+        with open(temporary, "wb") as stream:
+            torch.save(payload, stream)
+
+    write_atomically(Path(path), write)
 
 
 def copy_file(source: str | Path, path: str | Path) -> None:
