@@ -54,11 +54,10 @@ def pipeline_models(root: Path = Path(".")) -> dict[str, Path]:
 
 def stored_detection_files(models: Mapping[str, Path]) -> dict[str, Path]:
     """The ``val_detections.npz`` a training stage left next to each ``.pt`` model, if any."""
-    found = {name: path.parent / STORED_DETECTIONS for name, path in models.items()}
     return {
-        name: path
-        for name, path in found.items()
-        if models[name].suffix == ".pt" and path.is_file()
+        name: path.parent / STORED_DETECTIONS
+        for name, path in models.items()
+        if path.suffix == ".pt" and (path.parent / STORED_DETECTIONS).is_file()
     }
 
 
@@ -121,7 +120,8 @@ def _stored(
     device = runner.device if isinstance(runner, TorchRunner) else "cpu"
     found, why = load_detections(stored, detection_key(model, prepare_dir, params, device), keys)
     if say:
-        use = "reused (same model, data, code and settings)" if found else f"not reused: {why}"
+        reused = found is not None
+        use = "reused (same model, data, code and settings)" if reused else f"not reused: {why}"
         say(f"{model}: detections of {stored} {use}")
     return found
 
