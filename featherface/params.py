@@ -11,15 +11,160 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
-from featherface.data.synthetic.config import SyntheticConfig
-from featherface.engine.distill_weights import DistillationWeights
 from featherface.errors import ParamsError
+
+
+@dataclass(frozen=True)
+class SyntheticConfig:
+    """Everything that decides the synthetic images; equal configs give byte-identical files.
+
+    Image sides are drawn uniformly (integers) in ``[min_image_size, max_image_size]``, width and
+    height independently. Each image plans ``min_faces..max_faces`` faces whose box heights are
+    log-uniform in ``[min_face_height, max_face_height]`` px (at most 0.8 of the shorter side);
+    a face that finds no free spot shrinks and is dropped below ``min_face_height``, so a crowded
+    image may hold fewer. Up to ``distractors_max`` face-like skin ellipses without features are
+    hard negatives. ``glasses_prob``, ``occlusion_prob`` and ``blur_prob`` are per-face
+    probabilities of glasses, an occluder and a face blur (a whole-image blur has probability
+    ``blur_prob / 2``); in-plane rotations lie in ``[-rotation_max_deg, rotation_max_deg]``.
+    ``workers`` is the number of processes and never changes the output.
+    """
+
+    seed: int = 0
+    num_train: int = 800
+    num_val: int = 200
+    min_image_size: int = 320
+    max_image_size: int = 1024
+    min_faces: int = 1
+    max_faces: int = 30
+    min_face_height: float = 8.0
+    max_face_height: float = 300.0
+    distractors_max: int = 6
+    glasses_prob: float = 0.2
+    occlusion_prob: float = 0.25
+    blur_prob: float = 0.3
+    rotation_max_deg: float = 30.0
+    jpeg_quality: int = 90
+    workers: int = 2
+
+    def __post_init__(self) -> None:
+        """Reject values that cannot produce a valid image (raises :class:`ParamsError`)."""
+        for item in fields(self):
+            value = getattr(self, item.name)
+            expected = int if item.type == "int" else (int, float)
+            if isinstance(value, bool) or not isinstance(value, expected):
+                raise ParamsError(f"synthetic.{item.name} must be {item.type}, got {value!r}")
+        _check_synthetic(self.seed >= 0, "seed must be >= 0")
+        _check_synthetic(
+            self.num_train >= 0 and self.num_val >= 0, "num_train and num_val must be >= 0"
+        )
+        _check_synthetic(
+            16 <= self.min_image_size <= self.max_image_size,
+            "need 16 <= min_image_size <= max_image_size",
+        )
+        _check_synthetic(1 <= self.min_faces <= self.max_faces, "need 1 <= min_faces <= max_faces")
+        _check_synthetic(
+            2.0 <= self.min_face_height <= self.max_face_height,
+            "need 2 <= min_face_height <= max_face_height",
+        )
+        _check_synthetic(
+            self.min_face_height <= 0.8 * self.min_image_size,
+            "min_face_height must be at most 0.8 * min_image_size",
+        )
+        _check_synthetic(self.distractors_max >= 0, "distractors_max must be >= 0")
+        for name in ("glasses_prob", "occlusion_prob", "blur_prob"):
+            _check_synthetic(0.0 <= getattr(self, name) <= 1.0, f"{name} must lie in [0, 1]")
+        _check_synthetic(
+            0.0 <= self.rotation_max_deg <= 90.0, "rotation_max_deg must lie in [0, 90]"
+        )
+        _check_synthetic(1 <= self.jpeg_quality <= 95, "jpeg_quality must lie in [1, 95]")
+        _check_synthetic(self.workers >= 1, "workers must be >= 1")
+
+    def num_images(self, split: str) -> int:
+        """The number of images of ``split`` ("train" or "val")."""
+        if split == "train":
+            return self.num_train
+        if split == "val":
+            return self.num_val
+        raise ParamsError(f"unknown split {split!r}; expected 'train' or 'val'")
+
+
+def _check_synthetic(condition: bool, problem: str) -> None:
+    if not condition:
+        raise ParamsError(f"synthetic: {problem}")
+
+
+@dataclass(frozen=True)
+class DistillationWeights:
+    """Weights of the distillation terms (the total is in :mod:`featherface.engine.distill_loss`).
+
+    alpha: weight of all distillation against the ground truth (0 disables the teacher);
+    temperature: softmax temperature ``T`` of the classification term; w_cls, w_box, w_landm,
+    w_feat: weights of ``kd_cls``, ``kd_box``, ``kd_landm``, ``kd_feat`` inside the distillation
+    sum; confidence: teacher face probability at or above which an anchor takes part in box and
+    landmark distillation; mask_margin: how far the feature-imitation mask reaches around each
+    ground-truth face, as a fraction of the face's width (left and right) and height (top and
+    bottom): 0 marks the cells the box overlaps, 0.5 those of a box twice as wide and high.
+    """
+
+    alpha: float = 1.0
+    temperature: float = 4.0
+    w_cls: float = 1.0
+    w_box: float = 1.0
+    w_landm: float = 1.0
+    w_feat: float = 1.0
+    confidence: float = 0.5
+    mask_margin: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be positive, got {self.temperature}")
+        for name in ("alpha", "w_cls", "w_box", "w_landm", "w_feat", "mask_margin"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be non-negative, got {getattr(self, name)}")
+        if not 0.0 <= self.confidence <= 1.0:
+            raise ValueError(f"confidence must be in [0, 1], got {self.confidence}")
+
+    @property
+    def imitates_features(self) -> bool:
+        """Whether ``kd_feat`` is used (``alpha > 0`` and ``w_feat > 0``)."""
+        return self.alpha > 0 and self.w_feat > 0
+
+
+@dataclass(frozen=True)
+class PostprocessSettings:
+    """Selection of detections from a detector's candidates (the one place these defaults live).
+
+    Per network pass, faces scoring ``> score_threshold`` are sorted and the ``top_k`` best kept;
+    then non-maximum suppression at IoU ``nms_iou`` (+1 pixel convention), and the ``keep_k``
+    best remain. The defaults are the reference RetinaFace test script's. Used by
+    :mod:`featherface.evaluate.inference`, the ONNX post-processing graph
+    (:mod:`featherface.export.graph_postprocess`) and, through the sections that inherit it,
+    ``evaluate`` and ``export``.
+    """
+
+    score_threshold: float = 0.02
+    nms_iou: float = 0.4
+    top_k: int = 5000
+    keep_k: int = 750
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.score_threshold < 1.0:
+            raise ValueError(f"score_threshold must be in [0, 1), got {self.score_threshold}")
+        if not 0.0 <= self.nms_iou <= 1.0:
+            raise ValueError(f"nms_iou must be in [0, 1], got {self.nms_iou}")
+        for name in ("top_k", "keep_k"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+
+    def postprocess(self) -> PostprocessSettings:
+        """The four post-processing values alone, as a plain :class:`PostprocessSettings`."""
+        return PostprocessSettings(self.score_threshold, self.nms_iou, self.top_k, self.keep_k)
 
 
 @dataclass(frozen=True)
@@ -70,8 +215,8 @@ class DistillParams(TrainParams, DistillationWeights):
     """``distill``: the student's training run plus the distillation weights.
 
     The training keys mean what they mean under ``teacher``; the rest are the fields of
-    :class:`~featherface.engine.distill_weights.DistillationWeights` (``alpha: 0`` trains on the
-    ground truth alone, the ablation), checked as there.
+    :class:`DistillationWeights` (``alpha: 0`` trains on the ground truth alone, the ablation),
+    checked as there.
     """
 
     arch: str = "featherface-nano-b"
@@ -93,7 +238,6 @@ class PruneParams:
     max_rate: float = 0.9
     penalty: float = 10.0
     channel_multiple: int = 1
-    mask_interval: int = 1
     trial_steps: int = 8
     trial_images: int = 48
     image_size: int = 256
@@ -107,7 +251,7 @@ class PruneParams:
             raise ValueError(f"rate must be in (0, 1), got {self.rate}")
         if not 0.0 < self.max_rate < 1.0:
             raise ValueError(f"max_rate must be in (0, 1), got {self.max_rate}")
-        names = ("n_calls", "channel_multiple", "mask_interval", "trial_steps", "trial_images")
+        names = ("n_calls", "channel_multiple", "trial_steps", "trial_images")
         for name in (*names, "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -117,10 +261,12 @@ class PruneParams:
 class FinetuneParams(TrainParams):
     """``finetune``: soft filter pruning at the found rates for ``soft_epochs``, physical
     removal, then ``epochs`` of ordinary training of the smaller network. The training keys mean
-    what they mean under ``teacher``; ``arch`` is the student's."""
+    what they mean under ``teacher``; ``arch`` is the student's. ``mask_interval``: epochs
+    between two zeroings of the pruned filters during soft pruning."""
 
     arch: str = "featherface-nano-b"
     soft_epochs: int = 1
+    mask_interval: int = 1
     epochs: int = 2
     lr: float = 1e-3
     bn_recalibration_batches: int = 10
@@ -128,17 +274,20 @@ class FinetuneParams(TrainParams):
     def __post_init__(self) -> None:
         if self.soft_epochs < 0:
             raise ValueError(f"soft_epochs must be 0 or more, got {self.soft_epochs}")
+        if self.mask_interval < 1:
+            raise ValueError(f"mask_interval must be at least 1, got {self.mask_interval}")
 
 
 @dataclass(frozen=True)
-class ExportParams:
+class ExportParams(PostprocessSettings):
     """``export``: ONNX and TorchScript files of the final models, and their parity checks.
 
-    ``score_threshold``, ``nms_iou``, ``top_k`` and ``keep_k`` are baked into the ONNX graphs
-    with post-processing; they mean what they mean under ``evaluate``. ``deform_conv``: how
-    deformable convolutions are written, ``native`` (the ONNX ``DeformConv`` operator, opset 19
-    or more) or ``gather`` (gathers, multiplies and sums of standard operators, any opset).
-    ``latency_runs``: timed rounds of :mod:`featherface.export.latency` (0: not measured).
+    ``score_threshold``, ``nms_iou``, ``top_k`` and ``keep_k`` (:class:`PostprocessSettings`)
+    are baked into the ONNX graphs with post-processing; they mean what they mean under
+    ``evaluate``. ``deform_conv``: how deformable convolutions are written, ``native`` (the ONNX
+    ``DeformConv`` operator, opset 19 or more) or ``gather`` (gathers, multiplies and sums of
+    standard operators, any opset). ``latency_runs``: timed rounds of
+    :mod:`featherface.export.latency` (0: not measured).
     """
 
     opset: int = 19
@@ -147,13 +296,10 @@ class ExportParams:
     parity_images: int = 8
     atol: float = 1e-4
     box_atol_px: float = 0.01
-    score_threshold: float = 0.02
-    nms_iou: float = 0.4
-    top_k: int = 5000
-    keep_k: int = 750
     latency_runs: int = 20
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.latency_runs < 0:
             raise ValueError(f"latency_runs must be 0 or more, got {self.latency_runs}")
         if self.opset < 17:
@@ -162,27 +308,21 @@ class ExportParams:
             raise ValueError(f"deform_conv native needs opset 19 or more, got {self.opset}")
         if self.trace_size < 32:
             raise ValueError(f"trace_size must be at least 32, got {self.trace_size}")
-        for name in ("parity_images", "top_k", "keep_k"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.parity_images < 1:
+            raise ValueError(f"parity_images must be at least 1, got {self.parity_images}")
         if self.atol < 0 or self.box_atol_px < 0:
             raise ValueError("atol and box_atol_px must be 0 or more")
-        if not 0.0 <= self.nms_iou <= 1.0:
-            raise ValueError(f"nms_iou must be in [0, 1], got {self.nms_iou}")
 
 
 @dataclass(frozen=True)
-class EvaluateParams:
-    """``evaluate``: how detections are produced for the WIDER FACE protocol."""
+class EvaluateParams(PostprocessSettings):
+    """``evaluate``: how detections are produced for the WIDER FACE protocol; the
+    post-processing keys are those of :class:`PostprocessSettings`."""
 
     mode: Literal["original", "resize", "multiscale"] = "original"
     size: int = 640
     scales: tuple[float, ...] = (0.5, 1.0, 1.5)
     flip: bool = True
-    score_threshold: float = 0.02
-    nms_iou: float = 0.4
-    top_k: int = 5000
-    keep_k: int = 750
     batch_size: int = 8
 
 
@@ -196,7 +336,7 @@ class TrackingParams:
 
 @dataclass(frozen=True)
 class LaunchParams:
-    """``train``: processes of the training stages (teacher, distill, finetune). More than one
+    """``launch``: processes of the training stages (teacher, distill, finetune). More than one
     process per node, or more than one node, re-runs the stage under ``torchrun``
     (:mod:`featherface.engine.launch`); ``rdzv_endpoint`` (``host:port`` on node 0) is where the
     nodes of a multi-node job meet."""
@@ -223,7 +363,7 @@ class Params:
 
     data: DataParams = field(default_factory=DataParams)
     model: ModelParams = field(default_factory=ModelParams)
-    train: LaunchParams = field(default_factory=LaunchParams)
+    launch: LaunchParams = field(default_factory=LaunchParams)
     teacher: TrainParams = field(default_factory=TrainParams)
     distill: DistillParams = field(default_factory=DistillParams)
     prune: PruneParams = field(default_factory=PruneParams)

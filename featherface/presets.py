@@ -1,10 +1,12 @@
 """Named parameter presets (``pipelines/<name>.yaml``) turned into ``dvc exp run`` commands.
 
-A preset is a parameter file with the keys of ``params.yaml``. It is applied as one
-``-S key=value`` override per leaf key whose value differs from the current ``params.yaml``, so
-the experiment records exactly what the preset changed, and the resulting parameters equal the
-preset's (plus any ``-S`` the user adds, which come last and win). Lists and ``null`` are written
-in YAML flow style (``[0.5, 1.0, 1.5]``), which is how DVC parses an override's value.
+A preset holds overrides of ``params.yaml``: some of its keys (in its sections, with the same
+meaning), normally only those whose value it changes; every other key keeps its ``params.yaml``
+value. It is applied as one ``-S key=value`` override per leaf key whose value differs from the
+current ``params.yaml``, so the experiment records exactly what the preset changed, and the
+resulting parameters are ``params.yaml`` with the preset's values merged in (plus any ``-S`` the
+user adds, which come last and win). Lists and ``null`` are written in YAML flow style
+(``[0.5, 1.0, 1.5]``), which is how DVC parses an override's value.
 """
 
 from __future__ import annotations

@@ -8,7 +8,10 @@
   ``featherface.dvc_experiment``, ``featherface.params_hash`` (SHA-256 of the stage's
   parameters, 12 hex digits) and ``featherface.pipeline`` (:func:`pipeline_id`, shared by the
   stages of one pipeline execution).
-- Logging is explicit: nothing here runs at import time, and ``mlflow`` is imported lazily.
+- Only rank 0 of a ``torchrun`` job logs; the other ranks get the no-op :class:`Tracker`.
+- Logging is explicit: nothing here runs at import time, and ``mlflow`` is imported lazily;
+  this module, the model registry (:mod:`featherface.export.registry`) and
+  :mod:`featherface.runs` are the only ones that import it.
 """
 
 from __future__ import annotations
@@ -110,6 +113,11 @@ def stage_tags(stage: str, params: Mapping[str, Any], root: Path) -> dict[str, s
     }
 
 
+def is_rank_zero() -> bool:
+    """Whether this process may log: always, except on the non-zero ranks of ``torchrun``."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 def _experiment_id(mlflow: Any, name: str, root: Path) -> str:
     experiment = mlflow.get_experiment_by_name(name)
     if experiment is not None:
@@ -119,17 +127,89 @@ def _experiment_id(mlflow: Any, name: str, root: Path) -> str:
     return mlflow.create_experiment(name, artifact_location=location.as_uri())
 
 
+def _numbers(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """The entries of ``metrics`` that are numbers, flags as 0 or 1 (``None``, text and nested
+    mappings left out)."""
+    return {key: float(value) for key, value in metrics.items() if isinstance(value, int | float)}
+
+
+class Tracker:
+    """Where a stage reports its parameters, metrics and files: this base class drops everything
+    (tracking off, or a non-zero rank); :class:`MlflowTracker` logs to MLflow.
+
+    Library code receives a tracker or a plain callback, never the ``mlflow`` module.
+    """
+
+    enabled = False
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        """Log ``params`` (nested mappings flattened to dotted names)."""
+
+    def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        """Log the numbers and flags of ``metrics`` (others are skipped) at ``step``."""
+
+    def log_artifact(self, path: Path, folder: str | None = None) -> None:
+        """Copy the file ``path`` into the run's artifacts (under ``folder``)."""
+
+    def log_artifacts(self, directory: Path, folder: str | None = None) -> None:
+        """Copy every file below ``directory`` into the run's artifacts (under ``folder``)."""
+
+    @contextmanager
+    def child(self, name: str, tags: Mapping[str, str] | None = None) -> Iterator[Tracker]:
+        """A nested run (a Bayesian trial, one evaluated model); yields its tracker."""
+        yield self
+
+
+class MlflowTracker(Tracker):
+    """A tracker logging to the active MLflow run; :meth:`child` opens nested runs that carry
+    the parent's ``featherface.*`` tags plus their own."""
+
+    enabled = True
+
+    def __init__(self, mlflow: Any, experiment_id: str, tags: Mapping[str, str]) -> None:
+        self._mlflow = mlflow
+        self._experiment_id = experiment_id
+        self._tags = dict(tags)
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        self._mlflow.log_params(flatten(params))
+
+    def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        values = _numbers(metrics)
+        if values:
+            self._mlflow.log_metrics(values, step=step)
+
+    def log_artifact(self, path: Path, folder: str | None = None) -> None:
+        self._mlflow.log_artifact(str(path), artifact_path=folder)
+
+    def log_artifacts(self, directory: Path, folder: str | None = None) -> None:
+        self._mlflow.log_artifacts(str(directory), artifact_path=folder)
+
+    @contextmanager
+    def child(self, name: str, tags: Mapping[str, str] | None = None) -> Iterator[Tracker]:
+        run_tags = {**self._tags, **dict(tags or {})}
+        with self._mlflow.start_run(
+            run_name=name, nested=True, experiment_id=self._experiment_id, tags=run_tags
+        ):
+            yield MlflowTracker(self._mlflow, self._experiment_id, run_tags)
+
+
 @contextmanager
 def stage_run(
-    stage: str, params: Mapping[str, Any], experiment: str = "featherface", enabled: bool = True
-) -> Iterator[Any]:
-    """Open one MLflow run for a stage execution; yields the ``mlflow`` module (or ``None``).
+    stage: str,
+    params: Mapping[str, Any],
+    experiment: str = "featherface",
+    enabled: bool = True,
+    tags: Mapping[str, str] | None = None,
+) -> Iterator[Tracker]:
+    """Open one MLflow run for a stage execution and yield its :class:`Tracker`.
 
-    The stage's parameters are logged flattened (``data.synthetic.seed``) and the run is tagged
-    as described in the module docstring. With ``enabled=False`` nothing is logged.
+    The stage's parameters are logged flattened (``data.synthetic.seed``) and the run carries
+    the tags of the module docstring plus ``tags``. With ``enabled=False``, or on a non-zero
+    rank under ``torchrun`` (only rank 0 logs), it yields the no-op :class:`Tracker`.
     """
-    if not enabled:
-        yield None
+    if not (enabled and is_rank_zero()):
+        yield Tracker()
         return
     import mlflow
 
@@ -138,23 +218,8 @@ def stage_run(
         (root / "mlruns").mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(tracking_uri(root))
     experiment_id = _experiment_id(mlflow, experiment, root)
-    tags = stage_tags(stage, params, root)
-    with mlflow.start_run(experiment_id=experiment_id, run_name=stage, tags=tags):
-        mlflow.log_params(flatten(params))
-        yield mlflow
-
-
-@contextmanager
-def child_run(name: str, tags: Mapping[str, str] | None = None) -> Iterator[Any]:
-    """A nested run inside the active stage run, in the same experiment (model evaluations,
-    Bayesian trials); yields the ``mlflow`` module."""
-    import mlflow
-
-    parent = mlflow.active_run()
-    if parent is None:
-        raise RuntimeError("child_run needs an active stage run")
-    experiment_id = parent.info.experiment_id
-    with mlflow.start_run(
-        run_name=name, nested=True, experiment_id=experiment_id, tags=dict(tags or {})
-    ):
-        yield mlflow
+    run_tags = {**stage_tags(stage, params, root), **dict(tags or {})}
+    with mlflow.start_run(experiment_id=experiment_id, run_name=stage, tags=run_tags):
+        tracker = MlflowTracker(mlflow, experiment_id, run_tags)
+        tracker.log_params(params)
+        yield tracker

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import ast
+import sys
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 
 from featherface.errors import ParamsError
-from featherface.params import Params, load_params
+from featherface.params import (
+    EvaluateParams,
+    ExportParams,
+    FinetuneParams,
+    Params,
+    PostprocessSettings,
+    PruneParams,
+    load_params,
+)
 from tests.conftest import REPO_ROOT
 
 
@@ -30,25 +41,60 @@ def test_every_key_has_a_comment(name: str) -> None:
                 assert "#" in rest, f"{name}:{number}: key {key.strip()!r} has no comment"
 
 
-def _keys(text: str) -> list[str]:
-    return [line.split(":")[0] for line in text.splitlines() if line and line[0] != "#"]
+def test_params_module_is_a_leaf() -> None:
+    """featherface.params imports only the standard library, yaml and featherface.errors."""
+    import featherface.params
+
+    tree = ast.parse(Path(featherface.params.__file__).read_text(encoding="utf-8"))
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            assert node.level == 0 and node.module is not None
+            imported.add(node.module)
+    outside = {
+        name
+        for name in imported
+        if name.split(".")[0] not in sys.stdlib_module_names
+        and name not in ("yaml", "featherface.errors")
+    }
+    assert not outside
 
 
-@pytest.mark.parametrize("name", PARAMS_FILES[1:])
-def test_presets_have_every_key_of_params_yaml(name: str) -> None:
-    preset = (REPO_ROOT / name).read_text()
-    assert _keys(preset) == _keys((REPO_ROOT / "params.yaml").read_text())
-    load_params(REPO_ROOT / name)
+def test_postprocess_settings_defaults_and_checks() -> None:
+    settings = PostprocessSettings()
+    assert (settings.score_threshold, settings.nms_iou, settings.top_k, settings.keep_k) == (
+        0.02, 0.4, 5000, 750,
+    )  # fmt: skip
+    for bad, name in (
+        ({"score_threshold": 1.0}, "score_threshold"),
+        ({"score_threshold": -0.1}, "score_threshold"),
+        ({"nms_iou": 1.5}, "nms_iou"),
+        ({"top_k": 0}, "top_k"),
+        ({"keep_k": 0}, "keep_k"),
+    ):
+        with pytest.raises(ValueError, match=f"{name} must be .*, got {next(iter(bad.values()))}"):
+            PostprocessSettings(**bad)  # type: ignore[arg-type]
 
 
-def test_paper_preset_has_the_paper_settings() -> None:
-    preset_path = REPO_ROOT / "pipelines" / "paper-widerface.yaml"
-    preset = load_params(preset_path)
-    assert preset.data.source == "widerface"
-    assert preset.model.backbone_weights is not None
-    for section in (preset.teacher, preset.distill):
-        assert (section.image_size, section.batch_size, section.epochs) == (640, 32, 350)
-        assert (section.optimizer, section.schedule, section.lr) == ("adamw", "onecycle", 1e-3)
+@pytest.mark.parametrize("section", [EvaluateParams, ExportParams])
+def test_evaluate_and_export_share_the_postprocess_settings(section: type) -> None:
+    assert issubclass(section, PostprocessSettings)
+    params = section(score_threshold=0.5, nms_iou=0.3, top_k=40, keep_k=7)
+    plain = params.postprocess()
+    assert type(plain) is PostprocessSettings
+    assert plain == PostprocessSettings(0.5, 0.3, 40, 7)
+    assert section().postprocess() == PostprocessSettings()
+    with pytest.raises(ValueError, match="keep_k must be at least 1"):
+        section(keep_k=0)
+
+
+def test_mask_interval_belongs_to_finetune() -> None:
+    assert "mask_interval" not in {f.name for f in fields(PruneParams)}
+    assert FinetuneParams().mask_interval == 1
+    with pytest.raises(ValueError, match="mask_interval must be at least 1, got 0"):
+        FinetuneParams(mask_interval=0)
 
 
 def test_distill_section_is_a_training_run_plus_the_loss_weights() -> None:
@@ -79,6 +125,12 @@ def _write(tmp_path: Path, text: str) -> Path:
         ),
         ("data: [1, 2]\n", "data must be a mapping"),
         ("distill:\n  temperature: 0\n", "distill: temperature must be positive"),
+        ("train:\n  nnodes: 1\n", "unknown key(s) ['train']"),
+        ("prune:\n  mask_interval: 2\n", "unknown key(s) ['prune.mask_interval']"),
+        ("finetune:\n  mask_interval: 0\n", "finetune: mask_interval must be at least 1"),
+        ("evaluate:\n  score_threshold: 1.0\n", "evaluate: score_threshold must be in [0, 1)"),
+        ("export:\n  top_k: 0\n", "export: top_k must be at least 1"),
+        ("export:\n  nms_iou: 2\n", "export: nms_iou must be in [0, 1]"),
         ("data:\n  source: [\n", "not valid YAML"),
     ],
 )
@@ -96,6 +148,14 @@ def test_ints_are_accepted_for_floats_and_defaults_fill_gaps(tmp_path: Path) -> 
     params = load_params(_write(tmp_path, "data:\n  box_tolerance_px: 3\n"))
     assert params.data.box_tolerance_px == 3.0
     assert params.tracking.enabled is True
+
+
+def test_launch_and_finetune_sections(tmp_path: Path) -> None:
+    text = "launch:\n  nproc_per_node: 2\nfinetune:\n  mask_interval: 3\n"
+    params = load_params(_write(tmp_path, text))
+    assert params.launch.nproc_per_node == 2
+    assert params.finetune.mask_interval == 3
+    assert load_params(REPO_ROOT / "params.yaml").finetune.mask_interval == 1
 
 
 def test_missing_file(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from featherface.cli import app
 from featherface.runs import executions_table
-from featherface.tracking import PIPELINE_ENV, child_run, stage_run
+from featherface.tracking import PIPELINE_ENV, stage_run
 
 AP = {"teacher": (0.55, 0.45, 0.28, 592371), "pruned": (0.42, 0.33, 0.19, 152542)}
 
@@ -23,14 +23,14 @@ def _execution(pipeline: str, monkeypatch: pytest.MonkeyPatch, with_evaluate: bo
             pass
     if not with_evaluate:
         return
-    with stage_run("export", {}, experiment="runs-test"):
-        mlflow.log_metrics(
+    with stage_run("export", {}, experiment="runs-test") as run:
+        run.log_metrics(
             {"teacher.latency_ms_cpu_640": 104.0, "teacher.ratio_to_retinaface_mnet025": 2.7}
         )
-    with stage_run("evaluate", {}, experiment="runs-test"):
+    with stage_run("evaluate", {}, experiment="runs-test") as run:
         for name, (easy, medium, hard, count) in AP.items():
-            with child_run(name, {"featherface.model": name}):
-                mlflow.log_metrics(
+            with run.child(name, {"featherface.model": name}) as child:
+                child.log_metrics(
                     {"ap_easy": easy, "ap_medium": medium, "ap_hard": hard, "params_total": count}
                 )
 

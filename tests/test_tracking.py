@@ -54,9 +54,9 @@ def test_stage_run_logs_params_and_tags(monkeypatch: pytest.MonkeyPatch) -> None
 
     monkeypatch.setenv("DVC_EXP_NAME", "exp-test")
     params = {"data": {"seed": 3}}
-    with tracking.stage_run("prepare", params, experiment="unit") as run:
-        assert run is mlflow
-        mlflow.log_metric("images", 5)
+    with tracking.stage_run("prepare", params, experiment="unit", tags={"extra": "x"}) as run:
+        assert run.enabled
+        run.log_metrics({"images": 5, "note": "text is skipped", "nested": {"a": 1}})
     (found,) = mlflow.search_runs(experiment_names=["unit"], output_format="list")
     assert found.data.params == {"data.seed": "3"}
     assert found.data.metrics == {"images": 5.0}
@@ -64,14 +64,42 @@ def test_stage_run_logs_params_and_tags(monkeypatch: pytest.MonkeyPatch) -> None
     assert found.data.tags["featherface.dvc_experiment"] == "exp-test"
     assert found.data.tags["featherface.params_hash"] == tracking.params_hash(params)
     assert found.data.tags["mlflow.runName"] == "prepare"
+    assert found.data.tags["extra"] == "x"
+
+
+def test_child_runs_nest_and_carry_the_stage_tags() -> None:
+    import mlflow
+
+    with tracking.stage_run("prune", {}, experiment="nested") as run:
+        with run.child("trial-0", {"trial": "0"}) as trial:
+            trial.log_metrics({"loss": 1.5})
+    runs = mlflow.search_runs(experiment_names=["nested"], output_format="list")
+    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    (child,) = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
+    assert child.data.tags["featherface.stage"] == "prune" and child.data.tags["trial"] == "0"
+    assert child.data.metrics == {"loss": 1.5}
 
 
 def test_disabled_tracking_logs_nothing() -> None:
     with tracking.stage_run("prepare", {}, experiment="off", enabled=False) as run:
-        assert run is None
+        assert not run.enabled
+        run.log_metrics({"images": 5})
+        with run.child("trial-0") as child:
+            child.log_params({"a": 1})
     import mlflow
 
     assert mlflow.get_experiment_by_name("off") is None
+
+
+def test_only_rank_zero_logs(monkeypatch: pytest.MonkeyPatch) -> None:
+    import mlflow
+
+    monkeypatch.setenv("RANK", "1")
+    with tracking.stage_run("teacher", {}, experiment="rank1") as run:
+        assert not run.enabled
+        run.log_metrics({"loss": 1.0})
+    assert mlflow.get_experiment_by_name("rank1") is None
 
 
 def test_pipeline_id_shared_by_one_execution(
@@ -105,5 +133,11 @@ def test_stage_runs_of_one_execution_share_the_pipeline_tag(
     with tracking.stage_run("prepare", {}, experiment="grouped"):
         pass
     runs = mlflow.search_runs(experiment_names=["grouped"], output_format="list")
-    tags = sorted(run.data.tags["featherface.pipeline"] for run in runs)
-    assert len(set(tags)) == 2 and tags.count(tags[0]) in (1, 2)
+    by_stage = {}
+    for run in sorted(runs, key=lambda run: run.info.start_time):
+        by_stage.setdefault(run.data.tags["featherface.stage"], []).append(
+            run.data.tags["featherface.pipeline"]
+        )
+    (first_prepare, second_prepare), (teacher,) = by_stage["prepare"], by_stage["teacher"]
+    assert first_prepare == teacher  # same params.yaml: one execution
+    assert second_prepare != first_prepare  # params.yaml changed: another execution

@@ -4,14 +4,8 @@ Randomness is per sample: item ``i`` of epoch ``e`` is transformed with
 ``numpy.random.default_rng(SeedSequence([seed, e, i]))``, so a sample depends on neither the
 worker that builds it nor the number of workers, and a run is reproducible from its seed.
 
-Each epoch, before iterating the loader, call :func:`set_loader_epoch` (or, equivalently,
-``dataset.set_epoch(e)`` and, when distributed, ``loader.sampler.set_epoch(e)``)::
-
-    loader = make_loader(dataset, batch_size=32, shuffle=True, num_workers=2, seed=seed)
-    for epoch in range(epochs):
-        set_loader_epoch(loader, epoch)
-        for images, targets in loader:
-            ...
+Each epoch, before iterating the loader, call ``set_epoch(e)`` on the dataset and on the
+loader's sampler where it has one, as :meth:`featherface.engine.trainer.Trainer.set_epoch` does.
 
 The dataset keeps its epoch in shared memory, so worker processes that persist across epochs
 (``persistent_workers``) see the new epoch; the loader's ``DistributedSampler`` shuffles epoch
@@ -145,7 +139,7 @@ def make_loader(
     Epoch ``e`` is then shuffled with ``seed + e`` whatever the number of workers, and a run
     resumed at epoch ``e`` sees the same order. A ``torch.Generator`` seeded with ``seed`` gives
     the workers' base seed; workers are seeded by :func:`seed_worker` and persist across epochs
-    when ``num_workers > 0``. Call :func:`set_loader_epoch` before every epoch.
+    when ``num_workers > 0``. Set the epoch before every epoch (module docstring).
     """
     replicas = {} if distributed else {"num_replicas": 1, "rank": 0}
     sampler = DistributedSampler(
@@ -164,11 +158,3 @@ def make_loader(
         persistent_workers=num_workers > 0,
     )
 
-
-def set_loader_epoch(loader: DataLoader, epoch: int) -> None:
-    """Start ``epoch``: ``set_epoch`` on the loader's dataset and on its sampler, where they
-    have one (the sampler of :func:`make_loader` reshuffles with ``seed + epoch``)."""
-    for part in (loader.dataset, loader.sampler):
-        set_epoch = getattr(part, "set_epoch", None)
-        if set_epoch is not None:
-            set_epoch(epoch)

@@ -21,8 +21,11 @@ from torchvision.ops import nms
 
 from featherface.detection.codec import Variances, decode_boxes, decode_landmarks
 from featherface.detection.priors import DEFAULT_VARIANCES
+from featherface.params import PostprocessSettings
 
 ImageSize = tuple[int, int]
+# The defaults of the selection arguments (the reference test script's, kept in one place).
+_DEFAULTS = PostprocessSettings()
 
 
 class Detections(NamedTuple):
@@ -58,10 +61,10 @@ def select(
     boxes: Tensor,
     scores: Tensor,
     landmarks: Tensor,
-    score_threshold: float = 0.02,
-    top_k: int = 5000,
-    nms_iou: float = 0.4,
-    keep_k: int = 750,
+    score_threshold: float = _DEFAULTS.score_threshold,
+    top_k: int = _DEFAULTS.top_k,
+    nms_iou: float = _DEFAULTS.nms_iou,
+    keep_k: int = _DEFAULTS.keep_k,
 ) -> Detections:
     """Threshold, sort, ``top_k``, NMS (+1 pixel IoU), ``keep_k`` for one image.
 
@@ -81,10 +84,10 @@ def postprocess(
     outputs: tuple[Tensor, Tensor, Tensor],
     priors: Tensor,
     image_sizes: ImageSize | Sequence[ImageSize],
-    score_threshold: float = 0.02,
-    top_k: int = 5000,
-    nms_iou: float = 0.4,
-    keep_k: int = 750,
+    score_threshold: float = _DEFAULTS.score_threshold,
+    top_k: int = _DEFAULTS.top_k,
+    nms_iou: float = _DEFAULTS.nms_iou,
+    keep_k: int = _DEFAULTS.keep_k,
     scores_are_probabilities: bool = False,
     variances: Variances = DEFAULT_VARIANCES,
 ) -> list[Detections]:

@@ -1,4 +1,4 @@
-"""Named trainer callbacks: a no-op base class, a rich progress bar and MLflow logging.
+"""Named trainer callbacks: a no-op base class, a rich progress bar and metric logging.
 
 The trainer calls every hook on every process; callbacks that log or write check
 :func:`~featherface.engine.distributed.is_main_process` so that only rank 0 does.
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import (
@@ -123,18 +123,17 @@ class ProgressCallback(Callback):
         self._task = None
 
 
-class MLflowCallback(Callback):
-    """Log every epoch's metrics to the active MLflow run with ``step=epoch``.
+MetricsSink = Callable[[Mapping[str, float], int], None]
 
-    ``mlflow_module`` is the module yielded by :func:`featherface.tracking.stage_run`; ``None``
-    (tracking disabled) makes the callback a no-op. Only rank 0 logs.
-    """
 
-    def __init__(self, mlflow_module: Any | None) -> None:
-        self.mlflow = mlflow_module
+class MetricsLogger(Callback):
+    """Hand every epoch's metrics (``epoch`` left out) to ``log(metrics, step=epoch)``, for
+    example :meth:`featherface.tracking.Tracker.log_metrics`. Only rank 0 logs."""
+
+    def __init__(self, log: MetricsSink) -> None:
+        self.log = log
 
     def on_epoch_end(self, epoch: int, metrics: Mapping[str, float]) -> None:
-        if self.mlflow is None or not is_main_process():
+        if not is_main_process():
             return
-        values = {name: float(value) for name, value in metrics.items() if name != "epoch"}
-        self.mlflow.log_metrics(values, step=epoch)
+        self.log({name: float(value) for name, value in metrics.items() if name != "epoch"}, epoch)

@@ -1,7 +1,7 @@
-"""Re-launch a training stage under ``torchrun`` when ``train`` asks for more than one process.
+"""Re-launch a training stage under ``torchrun`` when ``launch`` asks for more than one process.
 
 A training command (``featherface train``, ``distill``, ``finetune``) calls
-:func:`torchrun_command` first. With ``train.nproc_per_node == 1`` and ``train.nnodes == 1``, or
+:func:`torchrun_command` first. With ``launch.nproc_per_node == 1`` and ``launch.nnodes == 1``, or
 inside a process that torchrun started (``LOCAL_RANK`` is set), it returns ``None`` and the
 command trains in this process. Otherwise the command runs
 
@@ -9,7 +9,7 @@ command trains in this process. Otherwise the command runs
         -m featherface <the same command and options>
 
 and exits with its status. One node (``nnodes == 1``) uses ``--standalone``. Several nodes meet
-at ``train.rdzv_endpoint`` (``host:port`` on the node of rank 0) with fixed node ranks: this
+at ``launch.rdzv_endpoint`` (``host:port`` on the node of rank 0) with fixed node ranks: this
 node's is ``$FEATHERFACE_NODE_RANK`` (0 when unset). Node 0 runs ``dvc repro``; every other node
 runs the same stage command with its own rank when the stage starts. Each process trains on its
 shard of every epoch; global rank 0 (on node 0) alone writes files and logs to MLflow

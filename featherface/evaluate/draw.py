@@ -23,6 +23,7 @@ from featherface.detection import Detections
 from featherface.errors import FeatherFaceError
 from featherface.evaluate.inference import Mode, detect_image, read_rgb
 from featherface.evaluate.runtime import load_runner
+from featherface.params import PostprocessSettings
 from featherface.utils.atomic import write_json
 
 Colour = tuple[int, int, int]
@@ -194,6 +195,10 @@ def run_detect(
     file is written only when every image is done.
     """
     model_path, inputs, out_dir = Path(model_path), Path(inputs), Path(out_dir)
+    try:
+        postprocess = PostprocessSettings(score_threshold=score_threshold, nms_iou=nms_iou)
+    except ValueError as error:
+        raise FeatherFaceError(f"detect: {error}") from None
     paths = list_images(inputs)
     outputs = _output_paths(paths, out_dir)
     runner = load_runner(model_path, device=device)
@@ -201,9 +206,7 @@ def run_detect(
     entries = []
     for path, output in zip(paths, outputs, strict=True):
         rgb = read_rgb(path)
-        found = detect_image(
-            runner, rgb, mode, size, score_threshold, nms_iou, scales=scales, flip=flip
-        )
+        found = detect_image(runner, rgb, mode, size, postprocess, scales=scales, flip=flip)
         _save_jpeg(draw_detections(rgb, found, score_threshold), output)
         height, width = rgb.shape[:2]
         entries.append(

@@ -35,6 +35,7 @@ from featherface.detection import Detections, decode_boxes, decode_landmarks, pr
 from featherface.errors import FeatherFaceError
 from featherface.evaluate.predictions import prediction_path, write_prediction_file
 from featherface.evaluate.runtime import Runner
+from featherface.params import PostprocessSettings
 from featherface.utils.atomic import staged_dir
 
 Mode = Literal["original", "resize", "multiscale"]
@@ -116,22 +117,12 @@ def _unmirror(boxes: Tensor, landmarks: Tensor, width: int) -> tuple[Tensor, Ten
     return boxes, points.flatten(-2)
 
 
-class _Limits(NamedTuple):
-    """Candidate selection: per pass ``score > score_threshold`` then the ``top_k`` best; after
-    merging, NMS at ``nms_iou`` and the ``keep_k`` best."""
-
-    score_threshold: float
-    top_k: int
-    nms_iou: float
-    keep_k: int
-
-
 def _candidates(
     outputs: tuple[Tensor, Tensor, Tensor],
     image_size: tuple[int, int],
     input_size: tuple[int, int],
     flip: bool,
-    limits: _Limits,
+    limits: PostprocessSettings,
 ) -> Detections:
     """The ``top_k`` best faces of one pass with score ``> score_threshold``, by descending
     score, in original pixels.
@@ -154,7 +145,7 @@ def _candidates(
 
 
 def _run_jobs(
-    runner: Runner, images: Sequence[np.ndarray], jobs: list[_Job], limits: _Limits
+    runner: Runner, images: Sequence[np.ndarray], jobs: list[_Job], limits: PostprocessSettings
 ) -> list[Detections]:
     """Run jobs that share one input size as one batch; one candidate set per job."""
     inputs = [_network_input(images[job.image], job.run) for job in jobs]
@@ -173,7 +164,7 @@ def _run_jobs(
     ]
 
 
-def _merge(parts: Sequence[Detections], limits: _Limits) -> Detections:
+def _merge(parts: Sequence[Detections], limits: PostprocessSettings) -> Detections:
     """Concatenate candidate sets (in pass order), sort, NMS, ``keep_k``."""
     boxes = torch.cat([part.boxes for part in parts])
     scores = torch.cat([part.scores for part in parts])
@@ -206,15 +197,17 @@ def detect_images(
     images: Sequence[np.ndarray],
     mode: Mode = "original",
     size: int = 640,
-    score_threshold: float = 0.02,
-    nms_iou: float = 0.4,
-    top_k: int = 5000,
-    keep_k: int = 750,
+    postprocess: PostprocessSettings = PostprocessSettings(),
     scales: Sequence[float] = (0.5, 1.0, 1.5),
     flip: bool = True,
     batch_size: int = 8,
 ) -> list[Detections]:
     """Faces of each ``uint8[H, W, 3]`` RGB image, in its own pixels (see the module doc).
+
+    ``postprocess``: per pass ``score > score_threshold`` then the ``top_k`` best; after
+    merging the passes, NMS at ``nms_iou`` and the ``keep_k`` best. Any
+    :class:`~featherface.params.PostprocessSettings` will do (``EvaluateParams`` is one); only
+    its four post-processing values are read.
 
     Passes whose network inputs have the same shape (images of one size, or the plain and
     mirrored passes of one scale) run together in batches of up to ``batch_size``; the others
@@ -223,16 +216,15 @@ def detect_images(
     """
     if batch_size < 1:
         raise FeatherFaceError(f"batch_size must be at least 1, got {batch_size}")
-    limits = _Limits(score_threshold, top_k, nms_iou, keep_k)
     groups, counts = _group_jobs(images, mode, size, scales, flip)
     found: dict[tuple[int, int], Detections] = {}
     for jobs in groups.values():
         for start in range(0, len(jobs), batch_size):
             chunk = jobs[start : start + batch_size]
-            for job, part in zip(chunk, _run_jobs(runner, images, chunk, limits), strict=True):
+            for job, part in zip(chunk, _run_jobs(runner, images, chunk, postprocess), strict=True):
                 found[job.image, job.index] = part
     return [
-        _merge([found[image, index] for index in range(count)], limits)
+        _merge([found[image, index] for index in range(count)], postprocess)
         for image, count in enumerate(counts)
     ]
 
@@ -242,17 +234,12 @@ def detect_image(
     rgb: np.ndarray,
     mode: Mode = "original",
     size: int = 640,
-    score_threshold: float = 0.02,
-    nms_iou: float = 0.4,
-    top_k: int = 5000,
-    keep_k: int = 750,
+    postprocess: PostprocessSettings = PostprocessSettings(),
     scales: Sequence[float] = (0.5, 1.0, 1.5),
     flip: bool = True,
 ) -> Detections:
     """Faces of one ``uint8[H, W, 3]`` RGB image in its pixels; see :func:`detect_images`."""
-    return detect_images(
-        runner, [rgb], mode, size, score_threshold, nms_iou, top_k, keep_k, scales, flip
-    )[0]
+    return detect_images(runner, [rgb], mode, size, postprocess, scales, flip)[0]
 
 
 def write_predictions(

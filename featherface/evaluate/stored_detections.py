@@ -6,10 +6,14 @@ with the WIDER protocol (their ``metrics.json``). They keep those detections in
 same images again, but only when the file's key equals the key of the run ``evaluate`` would
 make::
 
-    key = (SHA-256 of the model file, SHA-256 of the prepared tables, SHA-256 of the featherface
-           code, the inference settings of ``params.evaluate``, the device type)
+    key = (SHA-256 of the model file, SHA-256 of the prepared tables, SHA-256 of the code that
+           detects, the inference settings of ``params.evaluate``, the device type)
 
-(``batch_size`` is left out: it groups equally sized images and does not change a detection).
+The code that detects is ``DETECTION_CODE``, ``featherface.evaluate.inference`` and
+``featherface.evaluate.runtime``, with every module they import (the models, the
+post-processing; :func:`featherface.utils.fingerprint.code_fingerprint`): editing other code,
+such as a training loop or the report, keeps the stored detections. ``batch_size`` is left out:
+it groups equally sized images and does not change a detection.
 Any difference, such as ``evaluate.mode: multiscale``, a retrained model or edited code, and
 ``evaluate`` detects again. The file holds, in validation order, the image keys
 ``event/name``, each image's number of faces and the concatenated ``boxes float32[N, 4]``,
@@ -36,6 +40,7 @@ from featherface.params import EvaluateParams
 from featherface.utils.atomic import write_atomically
 from featherface.utils.fingerprint import code_fingerprint, data_fingerprint, file_sha256
 
+DETECTION_CODE: tuple[str, ...] = ("featherface.evaluate.inference", "featherface.evaluate.runtime")
 FILE_NAME = "val_detections.npz"
 FORMAT = 1
 ARRAYS: tuple[str, ...] = ("key", "images", "counts", "boxes", "scores", "landmarks")
@@ -43,7 +48,7 @@ KEY_PARTS: dict[str, str] = {  # the key's fields, as a mismatch is reported
     "format": "file format",
     "model_sha256": "model file",
     "data_sha256": "prepared data",
-    "code_sha256": "featherface code",
+    "code_sha256": "detection code",
     "evaluate": "evaluate settings",
     "device": "device",
 }
@@ -60,7 +65,7 @@ def detection_key(
                 "format": FORMAT,
                 "model_sha256": file_sha256(model_file),
                 "data_sha256": data_fingerprint(prepare_dir),
-                "code_sha256": code_fingerprint(),
+                "code_sha256": code_fingerprint(*DETECTION_CODE),
                 "evaluate": settings,
                 "device": torch.device(device).type,
             }

@@ -46,11 +46,12 @@ K = TypeVar("K")
 ProgressCallback = Callable[[str, int, int], None]
 
 # The pipeline's model files, timed when no --model is given; missing ones are left out.
-PIPELINE_MODELS: dict[str, str] = {
-    "nano-b-pytorch": "stages/finetune/model.pt",
-    "nano-b-onnx": "stages/export/model.onnx",
-    "featherface-v1-pytorch": "stages/teacher/model.pt",
-    "featherface-v1-onnx": "stages/export/teacher.onnx",
+# Labels of the pipeline's model files (featherface.pipeline_files) timed by default.
+BENCH_LABELS: dict[str, str] = {
+    "nano-b-pytorch": "pruned",
+    "nano-b-onnx": "onnx",
+    "featherface-v1-pytorch": "teacher",
+    "featherface-v1-onnx": "teacher_onnx",
 }
 # The targets: at most this fraction of the reference's median, at TARGET_SETTING.
 DEFAULT_TARGETS: dict[str, float] = {"nano-b-onnx": 0.6, "featherface-v1-onnx": 1.5}

@@ -35,6 +35,7 @@ from featherface.evaluate.runtime import ONNX_INPUT, ONNX_OUTPUTS, OnnxRunner, R
 from featherface.models import build_model
 from featherface.models.checkpoint import load_checkpoint
 from featherface.models.convert import load_reference_checkpoint
+from featherface.params import PostprocessSettings
 
 END_TO_END = "end_to_end"
 NETWORK = "network"
@@ -92,6 +93,12 @@ class RunnerSubject:
         check_model_file(label, path)
         self.label = label
         self.thresholds = thresholds
+        try:
+            self._postprocess = PostprocessSettings(
+                score_threshold=thresholds.score_threshold, nms_iou=thresholds.nms_iou
+            )
+        except ValueError as error:
+            raise FeatherFaceError(f"{label}: {error}") from None
         self._onnx = path.suffix.lower() == ".onnx"
         self._runners: dict[int, Runner] = {}
         if self._onnx:
@@ -108,11 +115,9 @@ class RunnerSubject:
         runner = self._runners[threads] if self._onnx else self._torch
         rgb = bgr[:, :, ::-1]  # a view: to_network_input reverses it back to BGR
         batch = to_network_input(rgb)[None]
-        score_threshold, nms_iou = self.thresholds.score_threshold, self.thresholds.nms_iou
+        postprocess = self._postprocess
         return {
-            END_TO_END: lambda: detect_image(
-                runner, rgb, "original", score_threshold=score_threshold, nms_iou=nms_iou
-            ),
+            END_TO_END: lambda: detect_image(runner, rgb, "original", postprocess=postprocess),
             NETWORK: lambda: runner.predict(batch),
         }
 

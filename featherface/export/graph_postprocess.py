@@ -26,27 +26,16 @@ descending score:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import onnx
 from numpy.typing import DTypeLike
 from onnx import TensorProto, helper, numpy_helper
 
 from featherface.detection.priors import PriorConfig
+from featherface.params import PostprocessSettings
 
 NMS_OUTPUTS: tuple[str, str, str, str] = ("boxes", "scores", "landmarks", "batch_index")
 RAW_INPUTS: tuple[str, str, str, str] = ("images", "loc", "conf", "landm")
-
-
-@dataclass(frozen=True)
-class NmsSettings:
-    """Candidate selection baked into the graph (the meaning of the ``evaluate`` keys)."""
-
-    score_threshold: float = 0.02
-    nms_iou: float = 0.4
-    top_k: int = 5000
-    keep_k: int = 750
 
 
 class _Builder:
@@ -191,7 +180,7 @@ def _take_rows(b: _Builder, values: str, index: str, width: int) -> str:
 
 
 def _select(
-    b: _Builder, boxes: str, scores: str, landmarks: str, settings: NmsSettings
+    b: _Builder, boxes: str, scores: str, landmarks: str, settings: PostprocessSettings
 ) -> list[str]:
     """Top-k, NMS and keep-k (module doc); returns the values of :data:`NMS_OUTPUTS`."""
     anchors = b.op("Gather", b.op("Shape", scores), b.const([1], np.int64))
@@ -216,7 +205,7 @@ def _select(
     ]
 
 
-def _postprocess_nodes(config: PriorConfig, settings: NmsSettings) -> _Builder:
+def _postprocess_nodes(config: PriorConfig, settings: PostprocessSettings) -> _Builder:
     """The nodes from :data:`RAW_INPUTS` to :data:`NMS_OUTPUTS` (module doc)."""
     b = _Builder("postprocess/")
     images, loc, conf, landm = RAW_INPUTS
@@ -237,7 +226,7 @@ def _output_infos() -> list[onnx.ValueInfoProto]:
 
 
 def append_postprocess(
-    raw: onnx.ModelProto, config: PriorConfig, settings: NmsSettings
+    raw: onnx.ModelProto, config: PriorConfig, settings: PostprocessSettings
 ) -> onnx.ModelProto:
     """A copy of the raw detector graph ``raw`` whose outputs are :data:`NMS_OUTPUTS` instead
     of ``loc``, ``conf``, ``landm`` (which stay inside the graph)."""
@@ -256,7 +245,9 @@ def append_postprocess(
     return model
 
 
-def postprocess_model(config: PriorConfig, settings: NmsSettings, opset: int) -> onnx.ModelProto:
+def postprocess_model(
+    config: PriorConfig, settings: PostprocessSettings, opset: int
+) -> onnx.ModelProto:
     """The post-processing alone: inputs :data:`RAW_INPUTS` (dynamic ``B``, ``H``, ``W``, ``A``),
     outputs :data:`NMS_OUTPUTS`; for checking it on hand-made raw outputs."""
     b = _postprocess_nodes(config, settings)

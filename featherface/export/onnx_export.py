@@ -36,8 +36,8 @@ from featherface.data.transforms import MEAN_BGR
 from featherface.detection.priors import PriorConfig
 from featherface.errors import FeatherFaceError
 from featherface.evaluate.runtime import ONNX_INPUT, ONNX_OUTPUTS
-from featherface.export.graph_postprocess import NmsSettings
 from featherface.models.deform import ModulatedDeformConv2d
+from featherface.params import PostprocessSettings
 
 METADATA_PREFIX = "featherface."
 DEFORM_CONV_OPSET = 19  # ONNX DeformConv first appears in opset 19
@@ -151,7 +151,7 @@ def raw_graph(
 
 
 def export_metadata(
-    arch: str, params_total: int, config: PriorConfig, settings: NmsSettings
+    arch: str, params_total: int, config: PriorConfig, settings: PostprocessSettings
 ) -> dict[str, str]:
     """``metadata_props`` of an exported detector (values are JSON)."""
     values = {

@@ -39,8 +39,9 @@ from torch import Tensor, nn
 from featherface.detection import Detections, PriorConfig, postprocess
 from featherface.errors import FeatherFaceError
 from featherface.evaluate.runtime import ONNX_INPUT, Runner, TorchRunner
-from featherface.export.graph_postprocess import NMS_OUTPUTS, NmsSettings
+from featherface.export.graph_postprocess import NMS_OUTPUTS
 from featherface.models.outputs import RawOutputs
+from featherface.params import PostprocessSettings
 
 
 class ParityError(FeatherFaceError):
@@ -212,7 +213,7 @@ def check_images(
     runners: ExportRunners,
     inputs: Iterable[Tensor],
     tolerances: Tolerances,
-    settings: NmsSettings,
+    settings: PostprocessSettings,
     config: PriorConfig,
 ) -> dict[str, dict[str, Any]]:
     """The three checks of the module doc over network inputs ``float32[3, H, W]``, each run

@@ -83,7 +83,6 @@ def _checkpoint_tags(checkpoint_path: Path) -> dict[str, str]:
 
 
 def register_version(
-    mlflow: Any,
     name: str,
     onnx_path: str | Path,
     checkpoint_path: str | Path,
@@ -92,11 +91,12 @@ def register_version(
     """Log ``onnx_path`` (``mlflow.onnx``) with ``checkpoint_path`` as an extra file, register
     the logged model as a new version of ``name`` and return the version number.
 
-    ``mlflow`` is the module yielded by :func:`featherface.tracking.stage_run`; call this inside
-    that run so the logged model and version link to it. The version is tagged with the
+    Call this inside the stage's run (:func:`featherface.tracking.stage_run`) so the logged model
+    and version link to it. The version is tagged with the
     checkpoint's ``featherface.arch``, true ``params_total`` and ``featherface.checkpoint``, plus
     ``tags``.
     """
+    import mlflow
     import onnx
 
     onnx_path, checkpoint_path = Path(onnx_path), Path(checkpoint_path)

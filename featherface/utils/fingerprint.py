@@ -9,18 +9,27 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+from featherface.utils.imports import closure_files, package_root
+
 PREPARED_TABLES: tuple[str, str] = ("images.parquet", "faces.parquet")
 
 
-def code_fingerprint() -> str:
-    """SHA-256 over the path and bytes of every ``.py`` file of the ``featherface`` package.
+def code_fingerprint(*modules: str) -> str:
+    """SHA-256 over the path (relative to the package folder) and bytes of every file of the
+    code that ``modules`` (dotted names, such as ``"featherface.stages.teacher"``) run: the
+    files of their :func:`~featherface.utils.imports.import_closure`, in sorted order.
 
-    When DVC reruns a stage because its code changed, work done by the previous code is discarded
-    instead of reused.
+    A caller names the modules its work depends on, so that editing code outside them (another
+    stage, a test helper) leaves the fingerprint, and the work it guards, as it is, while editing
+    code they import, even lazily inside a function, changes it: when DVC reruns a stage because
+    its code changed, work done by the previous code is discarded instead of reused. Raises
+    :class:`ValueError` without modules and :class:`ModuleNotFoundError` for an unknown one.
     """
-    package = Path(__file__).resolve().parents[1]
+    if not modules:
+        raise ValueError("code_fingerprint needs the modules whose code the work depends on")
+    package = package_root()
     digest = hashlib.sha256()
-    for path in sorted(package.rglob("*.py")):
+    for path in closure_files(*modules, root=package):
         digest.update(path.relative_to(package).as_posix().encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()

@@ -10,13 +10,13 @@ import pytest
 import torch
 import torch.distributed as dist
 from PIL import Image
+from torch.utils.data import DataLoader
 
 from featherface.data.augment import EvalTransform, TrainAugmentation
 from featherface.data.dataset import (
     FaceDataset,
     collate_detection,
     make_loader,
-    set_loader_epoch,
 )
 from featherface.data.layout import read_annotations
 from featherface.data.prepare import PreparedData, write_synthetic_dataset
@@ -135,6 +135,13 @@ def test_collate_stacks_images_and_lists_targets(handmade: PreparedData) -> None
     assert images.shape == (3, 3, 40, 40)
     assert [len(t["boxes"]) for t in targets][1] == 0
     assert all(t["landmarks"].shape[1] == 10 for t in targets)
+
+
+def set_loader_epoch(loader: DataLoader, epoch: int) -> None:
+    """What the trainer does before an epoch: ``set_epoch`` on the dataset and the sampler."""
+    for part in (loader.dataset, loader.sampler):
+        if hasattr(part, "set_epoch"):
+            part.set_epoch(epoch)
 
 
 def _epochs(dataset: FaceDataset, workers: int, epochs: int = 2) -> list[list]:

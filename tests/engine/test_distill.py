@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from featherface.detection.priors import prior_boxes
-from featherface.engine.distill import (
+from featherface.engine.distill_loss import (
     DistillationLoss,
     DistillationWeights,
     build_adapters,
@@ -190,7 +190,7 @@ def test_alpha_zero_is_multibox_and_never_runs_the_teacher() -> None:
     for teacher in (ExplodingTeacher(), None):
         loss = DistillationLoss(student, teacher, DistillationWeights(alpha=0.0))
         terms = loss(outputs, TARGETS, x)
-        assert loss.trainable_parameters() == []
+        assert [p for p in loss.parameters() if p.requires_grad] == []
         assert torch.equal(terms["total"], expected.total)
         for key, value in zip(("loss_loc", "loss_cls", "loss_landm"), expected[1:], strict=True):
             assert torch.equal(terms[key], value)
@@ -236,7 +236,7 @@ def test_student_under_autocast_gives_float32_terms() -> None:
     terms = loss(type(outputs)(*(t.float() for t in outputs)), TARGETS, x)
     assert all(value.dtype == torch.float32 and torch.isfinite(value) for value in terms.values())
     terms["total"].backward()
-    assert all(p.grad is not None for p in loss.trainable_parameters())
+    assert all(p.grad is not None for p in loss.adapters.parameters())
 
 
 def test_teacher_is_frozen_and_stays_in_eval_mode() -> None:
@@ -246,7 +246,8 @@ def test_teacher_is_frozen_and_stays_in_eval_mode() -> None:
     assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
     assert loss.adapters is not None and loss.adapters.training
     assert [(a.in_channels, a.out_channels) for a in loss.adapters] == [(16, 64)] * 3
-    assert {id(p) for p in loss.trainable_parameters()} == {
+    # what the trainer optimises besides the student: the adapters, not the teacher
+    assert {id(p) for p in loss.parameters() if p.requires_grad} == {
         id(p) for p in loss.adapters.parameters()
     }
 
@@ -256,7 +257,7 @@ def test_tiny_distillation_run_lowers_the_loss() -> None:
     teacher = FeatherFaceV1()
     student = FeatherFaceNanoB(neck_channels=16).train()
     loss_fn = DistillationLoss(student, teacher, DistillationWeights(confidence=0.3))
-    parameters = list(student.parameters()) + loss_fn.trainable_parameters()
+    parameters = [*student.parameters(), *(p for p in loss_fn.parameters() if p.requires_grad)]
     optimiser = torch.optim.Adam(parameters, lr=5e-3)
     x = images()
     history = []

@@ -62,7 +62,7 @@ def test_distill_needs_the_teacher_unless_alpha_is_zero(workspace: Path) -> None
 
 
 def test_distill_trains_the_student_from_the_teacher(workspace: Path) -> None:
-    assert CliRunner().invoke(app, ["train"]).exit_code == 0
+    assert CliRunner().invoke(app, ["teacher"]).exit_code == 0
     result = CliRunner().invoke(app, ["distill"])
     assert result.exit_code == 0, result.output
     out = workspace / "stages" / "distill"
@@ -96,6 +96,6 @@ def test_distill_trains_the_student_from_the_teacher(workspace: Path) -> None:
     assert CliRunner().invoke(app, ["distill"]).exit_code == 0
     assert (out / "last.pt").stat().st_mtime_ns == before
     Path("params.yaml").write_text(TINY.replace("  epochs: 1\n", "  epochs: 2\n"))
-    assert CliRunner().invoke(app, ["train"]).exit_code == 0
+    assert CliRunner().invoke(app, ["teacher"]).exit_code == 0
     assert CliRunner().invoke(app, ["distill"]).exit_code == 0
     assert (out / "last.pt").stat().st_mtime_ns != before

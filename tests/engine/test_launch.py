@@ -1,4 +1,4 @@
-"""Training stages re-run themselves under torchrun when `train` asks for several processes."""
+"""Training stages re-run themselves under torchrun when `launch` asks for several processes."""
 
 from __future__ import annotations
 
@@ -18,18 +18,18 @@ from featherface.params import LaunchParams, load_params
 
 def test_one_process_trains_in_place(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("LOCAL_RANK", raising=False)
-    assert torchrun_command(LaunchParams(), "teacher", ["train"]) is None
+    assert torchrun_command(LaunchParams(), "teacher", ["teacher"]) is None
 
 
 def test_one_node_is_standalone(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("LOCAL_RANK", raising=False)
-    command = torchrun_command(LaunchParams(nproc_per_node=4), "teacher", ["train", "--out", "x"])
+    command = torchrun_command(LaunchParams(nproc_per_node=4), "teacher", ["teacher", "--out", "x"])
     assert command == [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=4", "--nnodes=1",
-        "--standalone", "-m", "featherface", "train", "--out", "x",
+        "--standalone", "-m", "featherface", "teacher", "--out", "x",
     ]  # fmt: skip
     monkeypatch.setenv("LOCAL_RANK", "0")  # a process torchrun started trains itself
-    assert torchrun_command(LaunchParams(nproc_per_node=4), "teacher", ["train"]) is None
+    assert torchrun_command(LaunchParams(nproc_per_node=4), "teacher", ["teacher"]) is None
 
 
 def test_several_nodes_meet_at_node_zero(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -49,7 +49,7 @@ def test_several_nodes_meet_at_node_zero(monkeypatch: pytest.MonkeyPatch) -> Non
 
 def test_several_nodes_need_an_endpoint(tmp_path: Path) -> None:
     path = tmp_path / "params.yaml"
-    path.write_text("train:\n  nnodes: 2\n")
+    path.write_text("launch:\n  nnodes: 2\n")
     with pytest.raises(ParamsError, match="needs rdzv_endpoint as host:port"):
         load_params(path)
 
@@ -59,7 +59,7 @@ def test_train_command_relaunches_under_torchrun(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("LOCAL_RANK", raising=False)
-    (tmp_path / "params.yaml").write_text("train:\n  nproc_per_node: 2\n")
+    (tmp_path / "params.yaml").write_text("launch:\n  nproc_per_node: 2\n")
     calls: list[list[str]] = []
 
     def fake_run(command: list[str], check: bool) -> Any:
@@ -67,12 +67,12 @@ def test_train_command_relaunches_under_torchrun(
         return subprocess.CompletedProcess(command, 0)
 
     monkeypatch.setattr(subprocess, "run", fake_run)
-    result = CliRunner().invoke(app, ["train", "--out", "teacher_out"])
+    result = CliRunner().invoke(app, ["teacher", "--out", "teacher_out"])
     assert result.exit_code == 0, result.output
     ((command),) = calls
     tail = command[command.index("featherface") :]
     assert tail == [
-        "featherface", "train", "--params", "params.yaml", "--prepare-dir", "stages/prepare",
+        "featherface", "teacher", "--params", "params.yaml", "--prepare-dir", "stages/prepare",
         "--out", "teacher_out",
     ]  # fmt: skip
     assert not (tmp_path / "teacher_out").exists()  # this process trained nothing

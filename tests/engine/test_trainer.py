@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from featherface.detection.priors import num_priors
-from featherface.engine.callbacks import Callback, MLflowCallback, ProgressCallback
+from featherface.engine.callbacks import Callback, MetricsLogger, ProgressCallback
 from featherface.engine.losses import MultiBoxLoss
 from featherface.engine.optim import (
     OptimizerConfig,
@@ -354,15 +354,9 @@ def test_a_loss_without_total_is_an_error(tmp_path: Path) -> None:
         trainer.fit()
 
 
-def test_mlflow_callback_logs_epoch_metrics_with_the_epoch_as_step() -> None:
-    class FakeMlflow:
-        def __init__(self) -> None:
-            self.logged: list[tuple[dict[str, float], int]] = []
-
-        def log_metrics(self, metrics: dict[str, float], step: int) -> None:
-            self.logged.append((metrics, step))
-
-    fake = FakeMlflow()
-    MLflowCallback(fake).on_epoch_end(2, {"epoch": 2, "train/loss": 1.5, "lr": 0.1})
-    MLflowCallback(None).on_epoch_end(3, {"epoch": 3, "train/loss": 1.0})
-    assert fake.logged == [({"train/loss": 1.5, "lr": 0.1}, 2)]
+def test_metrics_logger_hands_epoch_metrics_over_with_the_epoch_as_step() -> None:
+    logged: list[tuple[dict[str, float], int]] = []
+    MetricsLogger(lambda metrics, step: logged.append((dict(metrics), step))).on_epoch_end(
+        2, {"epoch": 2, "train/loss": 1.5, "lr": 0.1}
+    )
+    assert logged == [({"train/loss": 1.5, "lr": 0.1}, 2)]

@@ -25,6 +25,7 @@ from featherface.evaluate.inference import detect_image, read_rgb
 from featherface.evaluate.runtime import load_runner
 from featherface.models import build_model
 from featherface.models.checkpoint import save_checkpoint
+from featherface.params import PostprocessSettings
 
 
 def one_face(width: int, height: int, score: float = 0.9) -> Detections:
@@ -119,7 +120,7 @@ def test_detect_over_a_folder(checkpoint: Path, tmp_path: Path) -> None:
         assert (entry["width"], entry["height"]) == sizes[path.name]
         with Image.open(out / f"{path.stem}.jpg") as drawn:
             assert drawn.size == sizes[path.name]
-        expected = detect_image(runner, read_rgb(path), score_threshold=0.52)
+        expected = detect_image(runner, read_rgb(path), postprocess=PostprocessSettings(0.52))
         assert entry["faces"] == detections_to_json(expected)
         assert all(face["score"] > 0.52 for face in entry["faces"])
     assert sum(len(entry["faces"]) for entry in document["images"]) > 0
@@ -157,3 +158,5 @@ def test_input_problems(checkpoint: Path, tmp_path: Path) -> None:
         run_detect(checkpoint, tmp_path / "twins", tmp_path / "out")
     with pytest.raises(FeatherFaceError, match="would overwrite it"):
         run_detect(checkpoint, tmp_path / "twins" / "a.jpg", tmp_path / "twins")
+    with pytest.raises(FeatherFaceError, match=r"detect: score_threshold must be in \[0, 1\)"):
+        run_detect(checkpoint, tmp_path / "twins", tmp_path / "out", score_threshold=1.0)

@@ -22,6 +22,7 @@ from featherface.evaluate.runtime import OnnxRunner, TorchRunner, load_runner
 from featherface.models import build_model
 from featherface.models.checkpoint import save_checkpoint
 from featherface.models.outputs import RawOutputs
+from featherface.params import EvaluateParams, PostprocessSettings
 
 # Three faces of a 331 x 237 (W x H) image, corners in pixels, with asymmetric landmarks
 # (left eye, right eye, nose, left mouth corner, right mouth corner) and face logits.
@@ -155,10 +156,15 @@ def test_multiscale_without_flip() -> None:
 
 def test_thresholds_and_keep_k() -> None:
     runner = TorchRunner(SceneDetector())
-    found = detect_image(runner, scene_image(), score_threshold=float(sigmoid(LOGITS[0])) + 1e-3)
+    above_first = PostprocessSettings(score_threshold=float(sigmoid(LOGITS[0])) + 1e-3)
+    found = detect_image(runner, scene_image(), postprocess=above_first)
     assert len(found.scores) == 2
-    found = detect_image(runner, scene_image(), keep_k=1)
+    found = detect_image(runner, scene_image(), postprocess=PostprocessSettings(keep_k=1))
     torch.testing.assert_close(found.boxes, FACES[1:2], atol=1e-3, rtol=0)
+    # A section that inherits the settings (evaluate) selects the same faces.
+    section = detect_image(runner, scene_image(), postprocess=EvaluateParams(keep_k=1))
+    for ours, theirs in zip(section, found, strict=True):
+        torch.testing.assert_close(ours, theirs, atol=0, rtol=0)
 
 
 @pytest.mark.parametrize("mode", ["original", "multiscale"])

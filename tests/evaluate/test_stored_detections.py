@@ -10,13 +10,14 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import featherface.evaluate.stage as stage_module
+import featherface.evaluate.scoring as stage_module
+import featherface.evaluate.stored_detections as stored_module
 from featherface.cli import app
-from featherface.data.prepare import load_prepared
 from featherface.detection.postprocess import Detections
-from featherface.engine.teacher import validation_ap
 from featherface.errors import FeatherFaceError
+from featherface.evaluate.scoring import validation_ap
 from featherface.evaluate.stored_detections import (
+    DETECTION_CODE,
     FILE_NAME,
     detection_key,
     load_detections,
@@ -25,6 +26,8 @@ from featherface.evaluate.stored_detections import (
 from featherface.models import build_model
 from featherface.models.checkpoint import save_checkpoint
 from featherface.params import EvaluateParams
+from featherface.utils.fingerprint import code_fingerprint
+from featherface.utils.imports import import_closure
 from tests.test_cli import TINY_PARAMS
 
 PREPARE = Path("stages/prepare")
@@ -41,7 +44,7 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     torch.manual_seed(0)
     model = build_model("retinaface-mnet025").eval()
     save_checkpoint(MODEL, "retinaface-mnet025", model)
-    aps = validation_ap(model, load_prepared(PREPARE), PREPARE, "cpu", MODEL)
+    aps = validation_ap(model, PREPARE, "cpu", MODEL)
     (tmp_path / "stage_aps.json").write_text(json.dumps(aps))
     return tmp_path
 
@@ -101,7 +104,9 @@ def test_stored_arguments_and_damaged_files_are_clear_errors(workspace: Path) ->
     assert f"{STORED}: unreadable detections file" in " ".join(damaged.output.split())
 
 
-def test_round_trip_is_exact_and_checks_the_image_list(tmp_path: Path) -> None:
+def test_round_trip_is_exact_and_checks_the_image_list(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     prepare = tmp_path / "prepare"
     prepare.mkdir()
     model = tmp_path / "model.pt"
@@ -127,6 +132,9 @@ def test_round_trip_is_exact_and_checks_the_image_list(tmp_path: Path) -> None:
     assert load_detections(path, other_batch, images)[0] is not None  # batching changes nothing
     other_mode = detection_key(model, prepare, EvaluateParams(mode="resize"), "cpu")
     assert load_detections(path, other_mode, images)[1] == "made with another evaluate settings"
+    monkeypatch.setattr(stored_module, "code_fingerprint", lambda *modules: "edited code")
+    edited = detection_key(model, prepare, EvaluateParams(), "cpu")
+    assert load_detections(path, edited, images)[1] == "made with another detection code"
     with pytest.raises(ValueError, match="3 images but 2 detection sets"):
         save_detections(path, key, images, found[:2])
     (tmp_path / "plain.npz").write_bytes(b"")
@@ -149,3 +157,18 @@ def test_without_model_options_the_pipeline_files_are_reused(
     metrics = json.loads(Path("stages/evaluate/metrics.json").read_text())
     stage_aps = json.loads((workspace / "stage_aps.json").read_text())
     assert {name: metrics["teacher"][name] for name in stage_aps} == stage_aps
+
+
+def test_the_key_covers_the_code_that_detects_and_not_training(tmp_path: Path) -> None:
+    model = tmp_path / "model.pt"
+    model.write_bytes(b"weights")
+    key = detection_key(model, tmp_path, EvaluateParams(), "cpu")
+    assert key["code_sha256"] == code_fingerprint(*DETECTION_CODE)
+    code = import_closure(*DETECTION_CODE)
+    # The model architectures, which the registry imports by name, are part of it.
+    assert {"featherface.detection", "featherface.models.registry"} <= code
+    assert any(name.startswith("featherface.models.") and "retinaface" in name for name in code)
+    training = [
+        name for name in code if name.startswith(("featherface.engine", "featherface.stages"))
+    ]
+    assert training == [], "detection code imports training code; the key would change with it"

@@ -25,12 +25,13 @@ from featherface.evaluate.predictions import (
 from featherface.evaluate.runtime import TorchRunner
 from featherface.evaluate.wider_ap import WiderGroundTruth, evaluate
 from featherface.models.convert import load_reference_checkpoint
+from featherface.params import PostprocessSettings
 
 MODELS = {
     "featherface_v1": ("featherface-v1", "featherface_v1_reference.pth"),
     "retinaface_mnet025": ("retinaface-mnet025", "retinaface_mnet025_reference.pth"),
 }
-SETTINGS = {"score_threshold": 0.02, "top_k": 5000, "nms_iou": 0.4, "keep_k": 750}
+SETTINGS = PostprocessSettings(score_threshold=0.02, nms_iou=0.4, top_k=5000, keep_k=750)
 SCORE_TOLERANCE = 1e-4
 PIXEL_TOLERANCE = 1
 AP_TOLERANCE = 1e-3
@@ -48,7 +49,7 @@ def val4_detections(reference: Path, model: str) -> dict[ImageKey, Detections]:
     arch, weights = MODELS[model]
     runner = TorchRunner(load_reference_checkpoint(arch, reference / "weights" / weights))
     return {
-        (path.parent.name, path.stem): detect_image(runner, read_rgb(path), **SETTINGS)
+        (path.parent.name, path.stem): detect_image(runner, read_rgb(path), postprocess=SETTINGS)
         for path in val4_images(reference)
     }
 
@@ -88,8 +89,8 @@ def match_rows(
 def at_the_edge(rows: np.ndarray, all_rows: np.ndarray) -> bool:
     """Whether unmatched rows sit where float ties may legitimately move a line in or out: a
     score within the tolerance of the threshold, or of the last kept score when ``keep_k`` cut."""
-    edge = SETTINGS["score_threshold"]
-    if len(all_rows) >= SETTINGS["keep_k"]:
+    edge = SETTINGS.score_threshold
+    if len(all_rows) >= SETTINGS.keep_k:
         edge = max(edge, float(all_rows[:, 4].min()))
     return bool(np.all(rows[:, 4] <= edge + SCORE_TOLERANCE))
 

@@ -12,8 +12,8 @@ from typer.testing import CliRunner, Result
 
 from featherface.cli import app
 from featherface.evaluate.runtime import OnnxRunner, load_runner
+from featherface.export.artifacts import image_sets
 from featherface.export.onnx_export import read_metadata
-from featherface.export.stage import image_sets
 from featherface.models import build_model
 from featherface.models.checkpoint import save_checkpoint
 from featherface.models.complexity import params_total

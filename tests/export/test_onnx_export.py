@@ -16,7 +16,6 @@ from featherface.errors import FeatherFaceError
 from featherface.evaluate.runtime import OnnxRunner, TorchRunner
 from featherface.export.graph_postprocess import (
     NMS_OUTPUTS,
-    NmsSettings,
     append_postprocess,
     postprocess_model,
 )
@@ -25,6 +24,7 @@ from featherface.export.parity import NmsRunner
 from featherface.export.torchscript import export_torchscript, load_torchscript
 from featherface.models import build_model
 from featherface.models.widths import layer_widths
+from featherface.params import PostprocessSettings
 from featherface.prune.groups import LAYER_GROUPS, pruned_copy
 from tests.conftest import randomised_nano_b
 
@@ -121,10 +121,10 @@ def _assert_same_faces(found, expected, box_atol: float = 1e-3) -> None:
 @pytest.mark.parametrize(
     ("config", "settings"),
     [
-        (PriorConfig(), NmsSettings()),
+        (PriorConfig(), PostprocessSettings()),
         (
             PriorConfig(min_sizes=((10, 20, 30), (60,)), steps=(4, 16), clip=True),
-            NmsSettings(score_threshold=0.6, nms_iou=0.3, top_k=40, keep_k=7),
+            PostprocessSettings(score_threshold=0.6, nms_iou=0.3, top_k=40, keep_k=7),
         ),
     ],
 )
@@ -163,7 +163,9 @@ def test_postprocess_graph_equals_python_on_hand_made_outputs(config, settings) 
 def test_nms_graph_of_a_network_gives_the_python_faces(nano, tmp_path: Path) -> None:
     _, path = nano
     nms_path = tmp_path / "model_nms.onnx"
-    save_onnx(append_postprocess(onnx.load(str(path)), PriorConfig(), NmsSettings()), nms_path, {})
+    save_onnx(
+        append_postprocess(onnx.load(str(path)), PriorConfig(), PostprocessSettings()), nms_path, {}
+    )
     images = _inputs((2, 3, 77, 150), 3)
     raw = OnnxRunner(path).predict(images)
     expected = postprocess(raw, PriorConfig().prior_boxes((77, 150)), (77, 150))
@@ -176,7 +178,9 @@ def test_nms_graph_of_a_network_gives_the_python_faces(nano, tmp_path: Path) -> 
 
 def test_metadata_describes_anchors_input_and_thresholds(nano, tmp_path: Path) -> None:
     _, path = nano
-    metadata = export_metadata("featherface-nano-b", 1234, PriorConfig(), NmsSettings(top_k=99))
+    metadata = export_metadata(
+        "featherface-nano-b", 1234, PriorConfig(), PostprocessSettings(top_k=99)
+    )
     save_onnx(onnx.load(str(path)), tmp_path / "with_metadata.onnx", metadata)
     assert read_metadata(tmp_path / "with_metadata.onnx") == {
         "arch": "featherface-nano-b",
@@ -200,4 +204,4 @@ def test_append_postprocess_needs_the_raw_outputs() -> None:
     node = onnx.helper.make_node("Identity", ["images"], ["loc"])
     graph = onnx.helper.make_graph([node], "only-loc", [images], [loc])
     with pytest.raises(ValueError, match=r"has no \['conf', 'landm'\]"):
-        append_postprocess(onnx.helper.make_model(graph), PriorConfig(), NmsSettings())
+        append_postprocess(onnx.helper.make_model(graph), PriorConfig(), PostprocessSettings())

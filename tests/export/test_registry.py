@@ -137,8 +137,8 @@ def _register(folder: Path, scale: float) -> str:
     from featherface.tracking import stage_run
 
     _tiny_onnx(folder / "model.onnx", scale)
-    with stage_run("export", {"export": {"scale": scale}}, "registry-test") as mlflow:
-        return register_version(mlflow, NAME, folder / "model.onnx", folder / "model.pt")
+    with stage_run("export", {"export": {"scale": scale}}, "registry-test"):
+        return register_version(NAME, folder / "model.onnx", folder / "model.pt")
 
 
 def _promote(folder: Path, ap_hard: float, params: int = 150_000, *extra: str):

@@ -1,4 +1,4 @@
-"""`featherface prune search` and `featherface finetune` end to end on a tiny prepared set, and
+"""`featherface prune` and `featherface finetune` end to end on a tiny prepared set, and
 `featherface prune groups`."""
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def test_search_then_finetune(tmp_path, monkeypatch) -> None:
     runner = CliRunner()
     result = runner.invoke(app, ["distill"])
     assert result.exit_code == 0, result.output
-    result = runner.invoke(app, ["prune", "search"])
+    result = runner.invoke(app, ["prune"])
     assert result.exit_code == 0, result.output
 
     trials = pd.read_csv(work / "stages/prune/trials.csv")
@@ -109,7 +109,7 @@ def test_finetune_without_plan_is_one_line_error(tmp_path, monkeypatch) -> None:
 
 def test_read_plan_channel_multiple(tmp_path) -> None:
     from featherface.errors import FeatherFaceError
-    from featherface.prune.finetune import read_plan
+    from featherface.prune.soft_pruning import read_plan
 
     path = tmp_path / "plan.json"
     path.write_text(json.dumps({"rates": {"neck": 0.5}}))

@@ -5,8 +5,8 @@
 :mod:`featherface.data.synthetic.difficulty`.
 """
 
-from featherface.data.synthetic.config import SyntheticConfig
 from featherface.data.synthetic.difficulty import assign_keep_lists
 from featherface.data.synthetic.generator import generate_split
+from featherface.params import SyntheticConfig
 
 __all__ = ["SyntheticConfig", "assign_keep_lists", "generate_split"]

@@ -34,7 +34,6 @@ from featherface.data.schema import (
     conform_faces,
     conform_images,
 )
-from featherface.data.synthetic.config import SyntheticConfig
 from featherface.data.synthetic.difficulty import (
     assign_keep_lists,
     combined_sigma,
@@ -53,6 +52,7 @@ from featherface.data.synthetic.scene import (
     lighting,
     make_occluder,
 )
+from featherface.params import SyntheticConfig
 
 SPLIT_CODES: dict[str, int] = {"train": 0, "val": 1}
 SPOT_PROB = 0.08

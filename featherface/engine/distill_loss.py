@@ -31,9 +31,9 @@ from torch import Tensor, nn
 
 from featherface.detection.matching import target_tensors
 from featherface.detection.priors import PriorConfig
-from featherface.engine.distill_weights import DistillationWeights
 from featherface.engine.losses import LossTerms, MultiBoxLoss
 from featherface.models.features import NeckFeatureTap
+from featherface.params import DistillationWeights
 
 __all__ = [
     "DistillationLoss",
@@ -197,7 +197,9 @@ class DistillationLoss(nn.Module):
     used), builds the 1x1 adapters from the tapped channel lists, and freezes the teacher
     (``requires_grad_(False)``, kept in eval mode by :meth:`train`); the passed teacher object is
     modified. The teacher is a submodule (``.to(device)`` moves it); the student is not. The
-    adapters train with the student: give :meth:`trainable_parameters` to its optimiser.
+    adapters train with the student: the :class:`~featherface.engine.trainer.Trainer` optimises
+    the parameters of a loss that is an ``nn.Module`` together with the network's, and the
+    frozen teacher's take no gradient.
     ``teacher`` may be ``None`` only when ``alpha = 0``. Priors follow ``prior_config`` (the
     default layout unless given), which must be the student's and the teacher's.
     """
@@ -234,10 +236,6 @@ class DistillationLoss(nn.Module):
         if self.teacher is not None:
             self.teacher.eval()
         return self
-
-    def trainable_parameters(self) -> list[nn.Parameter]:
-        """The adapters' parameters (empty without feature imitation)."""
-        return [] if self.adapters is None else list(self.adapters.parameters())
 
     def remove_taps(self) -> None:
         """Unregister the feature hooks from the student and the teacher."""

@@ -1,6 +1,14 @@
-"""The ``featherface bench`` command: CPU latency of our detectors against references.
+"""Deployment commands: ``bench`` (CPU latency of our detectors against references) and
+``promote`` (the registry alias ``champion``).
 
-The JSON document goes to stdout (and ``--out``), the tables and progress to stderr.
+``bench`` writes its JSON document to stdout (and ``--out``), the tables and progress to stderr.
+
+``promote`` judges a registered version against the current ``champion`` and prints one line on
+standard output: ``promoted <name> version <v> to champion: <reason>`` or ``refused <name>
+version <v>: <reason>``. Exit status: 0 when promoted, and also when refused (refusing is a normal
+outcome of a retraining run), unless ``--strict``, which makes a refusal exit 2; 1 is an error
+(missing metrics file, unknown model key, no such registered model or version), printed as one
+line on standard error.
 """
 
 from __future__ import annotations
@@ -16,8 +24,8 @@ import typer
 from rich import box
 from rich.table import Table
 
-from featherface.cli import _parse_models, app, console, progress_reporter, reports_errors
 from featherface.errors import FeatherFaceError
+from featherface.terminal import console, named_paths, progress_reporter, reports_errors
 
 
 @contextmanager
@@ -123,7 +131,6 @@ def _show(document: Mapping[str, Any]) -> None:
         console.print(f"skipped {entry['model']}: {entry['reason']}", highlight=False)
 
 
-@app.command()
 @reports_errors
 def bench(
     model: Annotated[
@@ -176,8 +183,9 @@ def bench(
 ) -> None:
     """CPU latency (median, p90) end to end and network only, PyTorch eager against ONNX
     Runtime, at each size and thread count; runs interleaved across models."""
-    from featherface.export.bench import PIPELINE_MODELS, BenchSettings, benchmark
+    from featherface.export.bench import BENCH_LABELS, BenchSettings, benchmark
     from featherface.export.bench_models import Thresholds
+    from featherface.pipeline_files import existing_model_files
     from featherface.utils.atomic import write_json
 
     settings = BenchSettings(
@@ -187,10 +195,10 @@ def bench(
         reference_weights=reference_weights,
     )  # fmt: skip
     if model:
-        models = _parse_models(model)
+        models = named_paths(model)
     else:
-        models = {label: Path(path) for label, path in PIPELINE_MODELS.items()}
-        models = {label: path for label, path in models.items() if path.is_file()}
+        found = existing_model_files(tuple(BENCH_LABELS.values()))
+        models = {label: found[name] for label, name in BENCH_LABELS.items() if name in found}
         if not models:
             console.print("no model files of the pipeline found; timing the references only")
     with _reporter() as report:
@@ -202,3 +210,64 @@ def bench(
     if out is not None:
         write_json(out, document)
     typer.echo(json.dumps(document, indent=2))
+
+
+REFUSED_EXIT_CODE = 2
+
+
+@reports_errors
+def promote(
+    name: Annotated[
+        str, typer.Option(help="Registered model: featherface-nano-b or featherface-v1.")
+    ],
+    version: Annotated[
+        str | None, typer.Option(help="Version to judge; default: the latest.")
+    ] = None,
+    metrics: Annotated[
+        Path | None,
+        typer.Option(help="metrics.json of the evaluate stage; default: the version's tags."),
+    ] = None,
+    model_key: Annotated[
+        str | None,
+        typer.Option(
+            help="Entry of --metrics to read (default: pruned for featherface-nano-b, "
+            "teacher for featherface-v1)."
+        ),
+    ] = None,
+    tolerance: Annotated[
+        float, typer.Option(help="Largest allowed drop of hard AP below the champion's.")
+    ] = 0.01,
+    max_params: Annotated[
+        int | None,
+        typer.Option(help="Parameter budget, upper end (featherface-nano-b: 180000)."),
+    ] = None,
+    min_params: Annotated[
+        int | None,
+        typer.Option(help="Parameter budget, lower end (featherface-nano-b: 120000)."),
+    ] = None,
+    strict: Annotated[bool, typer.Option(help="Exit with status 2 when refused.")] = False,
+) -> None:
+    """Set the alias `champion` on a version whose hard AP is within --tolerance of the
+    champion's and whose parameter count is within budget; otherwise say why not."""
+    from featherface.export.promotion import (
+        DEFAULT_MODEL_KEYS,
+        default_budget,
+        read_candidate_metrics,
+    )
+    from featherface.export.registry import CHAMPION_ALIAS, promote_version, registry_client
+
+    figures = None
+    if metrics is not None:
+        key = model_key or DEFAULT_MODEL_KEYS.get(name)
+        if key is None:
+            raise FeatherFaceError(f"no default --model-key for {name!r}; give one")
+        figures = read_candidate_metrics(metrics, key)
+    budget = default_budget(name, minimum=min_params, maximum=max_params)
+    decision = promote_version(registry_client(), name, tolerance, budget, version, figures)
+    candidate = decision.candidate.version
+    if decision.promote:
+        typer.echo(f"promoted {name} version {candidate} to {CHAMPION_ALIAS}: {decision.reason}")
+        return
+    typer.echo(f"refused {name} version {candidate}: {decision.reason}")
+    if strict:
+        raise typer.Exit(code=REFUSED_EXIT_CODE)

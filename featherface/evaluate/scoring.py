@@ -1,4 +1,5 @@
-"""The ``evaluate`` stage: every model the pipeline has produced, scored with the WIDER protocol.
+"""Scoring models on the validation split with the WIDER protocol: what the ``evaluate`` stage
+runs for every model, and the validation AP of the training stages (:func:`validation_ap`).
 
 For each model file (our ``.pt`` checkpoints or an ``.onnx`` export) it detects faces on the
 validation images, writes the official prediction layout under ``predictions/<model>/`` (so the
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from featherface.data.prepare import load_prepared
 from featherface.detection.postprocess import Detections
@@ -31,25 +33,16 @@ from featherface.evaluate.predictions import prediction_array
 from featherface.evaluate.report import plot_pr_curves, report_markdown, write_pr_tables
 from featherface.evaluate.runtime import OnnxRunner, TorchRunner, load_runner
 from featherface.evaluate.stored_detections import FILE_NAME as STORED_DETECTIONS
-from featherface.evaluate.stored_detections import detection_key, load_detections
+from featherface.evaluate.stored_detections import (
+    detection_key,
+    load_detections,
+    save_detections,
+)
 from featherface.evaluate.wider_ap import WiderResult, evaluate
 from featherface.params import EvaluateParams
 from featherface.utils.atomic import staged_dir, write_json, write_text
 
-# The model files of the pipeline's stages, in pipeline order; missing ones are skipped.
-PIPELINE_MODELS: dict[str, str] = {
-    "teacher": "stages/teacher/model.pt",
-    "student": "stages/distill/model.pt",
-    "pruned": "stages/finetune/model.pt",
-    "onnx": "stages/export/model.onnx",
-}
 ProgressCallback = Callable[[str, int, int], None]
-
-
-def pipeline_models(root: Path = Path(".")) -> dict[str, Path]:
-    """The pipeline's model files that exist under ``root``."""
-    found = {name: root / path for name, path in PIPELINE_MODELS.items()}
-    return {name: path for name, path in found.items() if path.is_file()}
 
 
 def stored_detection_files(models: Mapping[str, Path]) -> dict[str, Path]:
@@ -191,3 +184,29 @@ def evaluate_models(
         plot_pr_curves(results, staging / "pr_curves.png")
         write_text(staging / "report.md", report_markdown(metrics, "pr_curves.png"))
     return metrics, results
+
+
+def validation_ap(
+    model: torch.nn.Module,
+    prepare_dir: Path,
+    device: str | torch.device = "cpu",
+    model_file: Path | None = None,
+) -> dict[str, float]:
+    """WIDER-protocol AP of ``model`` on the validation split (the default ``evaluate``
+    settings, those of the reference): what a training stage reports in its ``metrics.json``.
+
+    With ``model_file`` (the file ``model`` was loaded from), the detections are also kept in
+    ``val_detections.npz`` next to it, for the ``evaluate`` stage to reuse
+    (:mod:`featherface.evaluate.stored_detections`).
+    """
+    settings = EvaluateParams()
+    data = load_prepared(prepare_dir)
+    val = data.images[data.images["split"] == "val"]
+    files = [data.image_path(row) for _, row in val.iterrows()]
+    found = detect_split(TorchRunner(model, device), files, settings)
+    keys = image_keys(val["path"])
+    if model_file is not None:
+        key = detection_key(model_file, prepare_dir, settings, device)
+        save_detections(model_file.parent / STORED_DETECTIONS, key, keys, found)
+    predictions = prediction_sets(keys, found)
+    return evaluate(predictions, load_ground_truth(prepare_dir)).metrics()

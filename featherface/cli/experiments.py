@@ -1,4 +1,4 @@
-"""Pipeline-level commands: ``featherface exp run --preset`` and ``featherface runs``."""
+"""Experiment commands: ``featherface exp run --preset`` and ``featherface runs``."""
 
 from __future__ import annotations
 
@@ -14,10 +14,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from featherface.cli import ParamsOption, app, console, reports_errors
-
-exp_app = typer.Typer(help="DVC experiments from named presets.", no_args_is_help=True)
-app.add_typer(exp_app, name="exp")
+from featherface.terminal import ParamsOption, console, reports_errors
 
 
 def _dvc() -> list[str]:
@@ -30,7 +27,6 @@ def new_pipeline_id() -> str:
     return f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
 
 
-@exp_app.command("run")
 @reports_errors
 def exp_run(
     preset: Annotated[str, typer.Option(help="Preset name: pipelines/NAME.yaml.")],
@@ -73,7 +69,6 @@ def exp_run(
     raise typer.Exit(completed.returncode)
 
 
-@app.command("runs")
 @reports_errors
 def runs(
     params: ParamsOption = Path("params.yaml"),

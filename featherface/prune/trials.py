@@ -1,4 +1,5 @@
-"""The ``prune`` stage: B-FPGM's Bayesian search for per-layer-group FPGM rates.
+"""B-FPGM's Bayesian search for per-layer-group FPGM rates, run on one distilled student (the
+``prune`` stage's work).
 
 Each search point is first scaled into the parameter band (see :mod:`featherface.prune.search`).
 Each trial copies the distilled student, zeroes the FPGM-selected channels of every layer group
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +45,6 @@ from featherface.models.complexity import params_total
 from featherface.params import PruneParams
 from featherface.prune.groups import LAYER_GROUPS, PruningGraph, pruned_copy
 from featherface.prune.search import Budget, Rates, Trial, best_trial, fit_to_budget, search_rates
-from featherface.tracking import child_run
 from featherface.utils.atomic import write_json, write_text
 
 BN_BATCHES = 4  # training batches that re-estimate BatchNorm statistics before a trial's score
@@ -110,11 +111,12 @@ def search_plan(
     student_path: Path,
     prepare_dir: Path,
     out_dir: Path,
-    mlflow: Any = None,
-    log: Any = print,
+    on_trial: Callable[[Trial], None] | None = None,
+    log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Stage ``prune``: run the search and write ``trials.csv`` and ``plan.json``; returns the
-    plan. ``mlflow``: the module (or None) under whose active run each trial is a nested run."""
+    """Run the search and write ``trials.csv`` and ``plan.json`` into ``out_dir``; returns the
+    plan. ``on_trial`` is called with each finished :class:`Trial`, ``log`` with progress
+    lines."""
     if not student_path.is_file():
         raise FeatherFaceError(f"{student_path}: student checkpoint not found (run distill first)")
     student = load_checkpoint(student_path)
@@ -131,17 +133,8 @@ def search_plan(
             f"trial {trial.number + 1}/{params.n_calls}: {trial.params:,} parameters, "
             f"loss {trial.loss:.4f}, objective {trial.objective:.4f}, {trial.seconds:.1f} s"
         )
-        if mlflow is not None:
-            with child_run(f"trial-{trial.number}", {"trial": str(trial.number)}):
-                mlflow.log_params({f"rate_{k}": round(v, 4) for k, v in trial.rates.items()})
-                mlflow.log_metrics(
-                    {
-                        "params_total": trial.params,
-                        "loss": trial.loss,
-                        "objective": trial.objective,
-                        "seconds": trial.seconds,
-                    }
-                )
+        if on_trial is not None:
+            on_trial(trial)
 
     def into_band(rates: Rates) -> Rates:
         return fit_to_budget(rates, runner.count, budget, params.max_rate)

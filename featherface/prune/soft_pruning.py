@@ -1,24 +1,20 @@
-"""The ``finetune`` stage: soft filter pruning at the planned rates, physical removal, fine-tuning.
+"""Soft filter pruning at the planned rates and physical removal: the ``finetune`` stage's work
+before it fine-tunes the smaller network.
 
 1. **Soft pruning** (He et al., "Soft Filter Pruning", IJCAI 2018) for ``finetune.soft_epochs``:
-   before the first epoch and after every ``prune.mask_interval`` epochs the FPGM-selected
+   before the first epoch and after every ``finetune.mask_interval`` epochs the FPGM-selected
    channels at ``plan.json``'s rates are zeroed (:meth:`PruningGraph.soft_prune`); gradients are
    not masked, so a zeroed filter can grow back and FPGM may pick others next time.
 2. **Physical pruning**: the channels FPGM selects on the soft-pruned weights are removed
    (:meth:`PruningGraph.prune`), and the network's layer sizes go into its ``config["widths"]``.
 3. **Fine-tuning** of the smaller network for ``finetune.epochs`` with the MultiBox loss, through
-   the same training body as the ``teacher`` stage.
-
-Files in the stage folder (``stages/finetune``) are those of the ``teacher`` stage; ``model.pt``
-rebuilds through the registry (``featherface-nano-b`` with ``widths``) without any pruning code.
-``metrics.json`` adds ``student_params_total``, ``target_params`` and ``params_ratio`` (pruned over
-student parameters, both true counts). The soft-pruning run keeps its working files in ``soft/``.
+   the training body of every training stage (:func:`featherface.engine.fit.train_network`);
+   the stage module :mod:`featherface.stages.finetune` runs it.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -27,22 +23,14 @@ from torch import nn
 from featherface.data.prepare import load_prepared
 from featherface.engine.callbacks import Callback, ProgressCallback
 from featherface.engine.distributed import seed_everything
+from featherface.engine.fit import fresh_or_resumed, optimisation, training_loaders
 from featherface.engine.losses import MultiBoxLoss
-from featherface.engine.teacher import (
-    fresh_or_resumed,
-    optimisation,
-    train_network,
-    training_loaders,
-)
 from featherface.engine.trainer import DetectionLoss, Trainer
 from featherface.errors import FeatherFaceError
-from featherface.models.checkpoint import load_checkpoint
-from featherface.models.complexity import params_total
 from featherface.models.widths import layer_widths
 from featherface.params import FinetuneParams
 from featherface.prune.groups import PruningGraph
 from featherface.prune.search import Rates
-from featherface.utils.fingerprint import file_sha256
 
 
 class SoftPruningCallback(Callback):
@@ -87,20 +75,23 @@ def soft_prune_training(
     graph: PruningGraph,
     rates: Rates,
     params: FinetuneParams,
-    mask_interval: int,
     prepare_dir: Path,
     out_dir: Path,
     show_progress: bool,
     run_params: dict[str, Any],
 ) -> None:
-    """Train ``model`` for ``params.soft_epochs`` with :class:`SoftPruningCallback`; working
-    files in ``out_dir`` resume only when ``run_params`` (the rates, the student's checkpoint and
-    the settings), the code and the data are those of the interrupted run."""
+    """Train ``model`` for ``params.soft_epochs`` with :class:`SoftPruningCallback` (every
+    ``params.mask_interval`` epochs); working files in ``out_dir`` resume only when
+    ``run_params`` (the rates, the student's checkpoint, the settings and the code) and the data
+    are those of the interrupted run."""
     out_dir.mkdir(parents=True, exist_ok=True)
     fresh_or_resumed(out_dir, run_params, prepare_dir)
     loaders = training_loaders(params, load_prepared(prepare_dir))
     optimizer, schedule = optimisation(params)
-    callbacks = [ProgressCallback(show_progress), SoftPruningCallback(graph, rates, mask_interval)]
+    callbacks = [
+        ProgressCallback(show_progress),
+        SoftPruningCallback(graph, rates, params.mask_interval),
+    ]
     trainer = Trainer(
         model, DetectionLoss(MultiBoxLoss()), loaders[0], out_dir, val_loader=loaders[1],
         optimizer=optimizer, schedule=schedule, epochs=params.soft_epochs,
@@ -111,46 +102,27 @@ def soft_prune_training(
     trainer.fit()
 
 
-def finetune_pruned(
+def prune_to_plan(
+    model: nn.Module,
+    plan: dict[str, Any],
     params: FinetuneParams,
-    mask_interval: int,
-    plan_path: Path,
-    student_path: Path,
     prepare_dir: Path,
-    out_dir: Path,
-    mlflow: Any = None,
+    soft_dir: Path,
+    run_params: dict[str, Any],
     show_progress: bool = True,
-) -> dict[str, Any]:
-    """Stage ``finetune`` (see the module docstring); returns the metrics of ``metrics.json``."""
-    plan = read_plan(plan_path)
+) -> nn.Module:
+    """Steps 1 and 2 of the module docstring on ``model`` (in place): soft pruning for
+    ``params.soft_epochs`` (working files in ``soft_dir``), then removal of the channels FPGM
+    selects at the plan's rates. The pruned network's layer sizes go into its
+    ``config["widths"]``, so its checkpoint rebuilds through the registry. Returns ``model``."""
     rates = {name: float(value) for name, value in plan["rates"].items()}
-    if not student_path.is_file():
-        raise FeatherFaceError(f"{student_path}: student checkpoint not found (run distill first)")
-    model = load_checkpoint(student_path)
-    student_params = params_total(model)
-    run_params = {
-        "finetune": asdict(params),
-        "plan": plan,
-        "mask_interval": mask_interval,
-        "student_sha256": file_sha256(student_path),
-    }
     seed_everything(params.seed)
     graph = PruningGraph(model, channel_multiple=plan["channel_multiple"])
     if params.soft_epochs > 0:
         soft_prune_training(
-            model, graph, rates, params, mask_interval, prepare_dir, out_dir / "soft",
-            show_progress, run_params,
-        )  # fmt: skip
+            model, graph, rates, params, prepare_dir, soft_dir, show_progress, run_params
+        )
     graph.soft_prune(graph.plan(rates))
     graph.prune(graph.plan(rates))
     model.config = {**model.config, "widths": layer_widths(model)}
-    pruned_params = params_total(model)
-    extra = {
-        "student_params_total": student_params,
-        "target_params": plan.get("target_params"),
-        "params_ratio": pruned_params / student_params,
-    }
-    return train_network(
-        params, model, DetectionLoss(MultiBoxLoss()), prepare_dir, out_dir, run_params, mlflow,
-        show_progress, extra,
-    )  # fmt: skip
+    return model

@@ -1,4 +1,5 @@
-"""The ``export`` stage: deployable files of the final Nano-B and of the teacher, with parity.
+"""Deployable files of the final Nano-B and of the teacher, checked for parity: the ``export``
+stage's work (:func:`export_checkpoints`).
 
 For each checkpoint, named by its stem (``model``: the pruned, fine-tuned Nano-B, which evaluate
 scores as ``stages/export/model.onnx``; ``teacher``: FeatherFace V1), the output folder gets:
@@ -27,7 +28,6 @@ over from earlier weights.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from collections.abc import Callable, Mapping
@@ -43,7 +43,7 @@ from featherface.detection.priors import PriorConfig
 from featherface.errors import FeatherFaceError
 from featherface.evaluate.inference import read_rgb
 from featherface.evaluate.runtime import OnnxRunner, TorchRunner
-from featherface.export.graph_postprocess import NmsSettings, append_postprocess
+from featherface.export.graph_postprocess import append_postprocess
 from featherface.export.latency import measure_latency
 from featherface.export.onnx_export import export_metadata, raw_graph, save_onnx
 from featherface.export.parity import (
@@ -58,7 +58,7 @@ from featherface.export.torchscript import export_torchscript, load_torchscript
 from featherface.models.checkpoint import load_checkpoint
 from featherface.models.complexity import params_total
 from featherface.params import ExportParams
-from featherface.tracking import flatten, repo_root
+from featherface.tracking import repo_root
 from featherface.utils.atomic import staged_dir, write_json
 
 REFERENCE_IMAGES = Path("widerface") / "val4" / "images"
@@ -99,7 +99,7 @@ def export_files(
     """Write the three files of checkpoint ``path`` (of model ``arch``) as ``folder/<stem>*``;
     runners that read the files back, and the PyTorch network itself."""
     model = load_checkpoint(path).eval()
-    settings = nms_settings(params)
+    settings = params.postprocess()
     metadata = export_metadata(arch, params_total(model), PRIORS, settings)
     raw = raw_graph(model, params.opset, params.trace_size, params.deform_conv)
     save_onnx(append_postprocess(raw, PRIORS, settings), folder / f"{stem}_nms.onnx", metadata)
@@ -111,11 +111,6 @@ def export_files(
         torchscript=TorchRunner(load_torchscript(folder / f"{stem}.ts")),
         nms=NmsRunner(folder / f"{stem}_nms.onnx"),
     )
-
-
-def nms_settings(params: ExportParams) -> NmsSettings:
-    """The post-processing thresholds of the ``export`` section."""
-    return NmsSettings(params.score_threshold, params.nms_iou, params.top_k, params.keep_k)
 
 
 def _network_inputs(files: list[Path]) -> list[Tensor]:
@@ -136,7 +131,7 @@ def _model_report(
         checks[name] = (
             {"skipped": images}
             if isinstance(images, str)
-            else check_images(runners, images, tolerances, nms_settings(params), PRIORS)
+            else check_images(runners, images, tolerances, params.postprocess(), PRIORS)
         )
     return {
         "checkpoint": str(path),
@@ -146,7 +141,7 @@ def _model_report(
     }
 
 
-def export_stage(
+def export_checkpoints(
     params: ExportParams,
     checkpoints: Mapping[str, Path],
     prepare_dir: Path,
@@ -199,38 +194,3 @@ def stage_latency(
     image = first[0] if isinstance(first, list) else None
     files = {stem: folder / f"{stem}.onnx" for stem in checkpoints}
     return measure_latency(files, params.latency_runs, image)
-
-
-def stage_metrics(report: Mapping[str, Any]) -> dict[str, float]:
-    """The report's numbers and flags as MLflow metrics, named as DVC names them
-    (``models.model.checks.synthetic_val.onnx_raw.max_abs_diff``)."""
-    return {
-        key: float(value)
-        for key, value in flatten(report).items()
-        if isinstance(value, int | float)
-    }
-
-
-def log_export(mlflow: Any, report: Mapping[str, Any], out_dir: Path) -> dict[str, str]:
-    """What the stage publishes to MLflow, in one place: the parity figures as metrics,
-    ``parity.json`` and the ONNX files as artifacts under ``export/``, and each exported model
-    registered as a new version of the registered model named by its architecture
-    (``featherface-nano-b``, ``featherface-v1``) by
-    :func:`featherface.export.registry.register_version` (the raw ONNX graph plus the
-    checkpoint). Returns ``{architecture: version}``."""
-    from featherface.export.registry import register_version
-
-    mlflow.log_metrics(stage_metrics(report))
-    latency = json.loads((out_dir / "latency.json").read_text(encoding="utf-8"))
-    mlflow.log_metrics(stage_metrics({k: v for k, v in latency.items() if k != "settings"}))
-    mlflow.log_artifact(str(out_dir / "parity.json"), artifact_path="export")
-    mlflow.log_artifact(str(out_dir / "latency.json"), artifact_path="export")
-    for path in sorted(out_dir.glob("*.onnx")):
-        mlflow.log_artifact(str(path), artifact_path="export")
-    versions = {}
-    for stem, entry in report["models"].items():
-        versions[entry["arch"]] = register_version(
-            mlflow, entry["arch"], out_dir / f"{stem}.onnx", Path(entry["checkpoint"]),
-            {"featherface.export_file": f"{stem}.onnx"},
-        )  # fmt: skip
-    return versions
