@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from featherface.cli import app
-from tests.conftest import REPO_ROOT
+from tests.helpers import REPO_ROOT
 
 TINY_PARAMS = """
 data:

@@ -19,7 +19,7 @@ from featherface.params import (
     PruneParams,
     load_params,
 )
-from tests.conftest import REPO_ROOT
+from tests.helpers import REPO_ROOT
 
 
 def test_repository_params_load() -> None:

@@ -16,7 +16,7 @@ import mlflow
 import pytest
 import yaml
 
-from tests.conftest import REPO_ROOT
+from tests.helpers import REPO_ROOT
 
 STAGES = ("prepare", "teacher", "distill", "prune", "finetune", "export", "evaluate")
 MODELS = ("teacher", "student", "pruned", "onnx")

@@ -23,7 +23,7 @@ from featherface.presets import (
     preset_path,
 )
 from featherface.tracking import PIPELINE_ENV
-from tests.conftest import REPO_ROOT
+from tests.helpers import REPO_ROOT
 
 PRESETS = available_presets(REPO_ROOT)
 

@@ -237,13 +237,18 @@ def promote(
     tolerance: Annotated[
         float, typer.Option(help="Largest allowed drop of hard AP below the champion's.")
     ] = 0.01,
+    plan: Annotated[
+        Path,
+        typer.Option(
+            help="plan.json of the pruning run that made the version: featherface-nano-b's "
+            "parameter budget is its band (target within prune.tolerance)."
+        ),
+    ] = Path("stages/prune/plan.json"),
     max_params: Annotated[
-        int | None,
-        typer.Option(help="Parameter budget, upper end (featherface-nano-b: 180000)."),
+        int | None, typer.Option(help="Parameter budget, upper end (overrides the plan's).")
     ] = None,
     min_params: Annotated[
-        int | None,
-        typer.Option(help="Parameter budget, lower end (featherface-nano-b: 120000)."),
+        int | None, typer.Option(help="Parameter budget, lower end (overrides the plan's).")
     ] = None,
     strict: Annotated[bool, typer.Option(help="Exit with status 2 when refused.")] = False,
 ) -> None:
@@ -262,7 +267,7 @@ def promote(
         if key is None:
             raise FeatherFaceError(f"no default --model-key for {name!r}; give one")
         figures = read_candidate_metrics(metrics, key)
-    budget = default_budget(name, minimum=min_params, maximum=max_params)
+    budget = default_budget(name, plan, minimum=min_params, maximum=max_params)
     decision = promote_version(registry_client(), name, tolerance, budget, version, figures)
     candidate = decision.candidate.version
     if decision.promote:

@@ -157,4 +157,3 @@ def make_loader(
         worker_init_fn=seed_worker if num_workers > 0 else None,
         persistent_workers=num_workers > 0,
     )
-

@@ -143,4 +143,3 @@ def train_network(
         "val_loss": min(row["val/loss"] for row in history),
     }
     return FitResult(best, metrics, context.device)
-

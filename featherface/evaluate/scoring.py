@@ -87,8 +87,7 @@ def detect_split(
     for chunk in _chunks(image_files, params.batch_size):
         found += detect_images(
             runner, [read_rgb(path) for path in chunk], params.mode, params.size,
-            params.score_threshold, params.nms_iou, params.top_k, params.keep_k,
-            params.scales, params.flip, params.batch_size,
+            params.postprocess(), params.scales, params.flip, params.batch_size,
         )  # fmt: skip
         if progress:
             progress(len(found))

@@ -6,9 +6,10 @@ A candidate version becomes the ``champion`` when both hold:
   below the hard AP recorded for the current champion; with no champion yet, this always holds;
 - its true parameter count lies inside the parameter budget of the registered model.
 
-Default budgets (:func:`default_budget`): ``featherface-nano-b`` must have 120,000 to 180,000
-parameters, the project's Nano-B band; ``featherface-v1`` and any other name have no budget
-unless one is given.
+Budgets (:func:`default_budget`): a pruned model (``featherface-nano-b``) must lie in the band
+its pruning run aimed at, read from that run's ``plan.json`` (:func:`plan_budget`: the target
+``(1 - prune.rate) * student parameters`` within ``prune.tolerance``); ``featherface-v1`` and
+any other name have no budget unless one is given.
 
 The candidate's figures come from the ``evaluate`` stage's ``metrics.json``
 (:func:`read_candidate_metrics`): one entry per model key (``teacher``, ``student``, ``pruned``,
@@ -62,10 +63,9 @@ class ParamBudget:
         return None
 
 
-# The project's parameter bands per registered model name.
-DEFAULT_BUDGETS: dict[str, ParamBudget] = {
-    "featherface-nano-b": ParamBudget(minimum=120_000, maximum=180_000),
-}
+# Registered models whose budget is the parameter band of their pruning plan.
+PRUNED_MODELS: frozenset[str] = frozenset({"featherface-nano-b"})
+
 
 # Which entry of the evaluate stage's metrics.json holds each registered model's figures.
 DEFAULT_MODEL_KEYS: dict[str, str] = {
@@ -74,14 +74,44 @@ DEFAULT_MODEL_KEYS: dict[str, str] = {
 }
 
 
+def plan_budget(path: str | Path) -> ParamBudget:
+    """The parameter band of a pruning plan (the ``prune`` stage's ``plan.json``): from
+    ``ceil(target * (1 - tolerance))`` to ``floor(target * (1 + tolerance))`` with its
+    ``target_params`` and ``tolerance``, the band the search aimed at."""
+    path = Path(path)
+    try:
+        plan = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FeatherFaceError(f"{path}: pruning plan not found") from None
+    except json.JSONDecodeError as error:
+        raise FeatherFaceError(f"{path}:{error.lineno}: not valid JSON ({error.msg})") from None
+    target, tolerance = plan.get("target_params"), plan.get("tolerance")
+    if not isinstance(target, int | float) or not isinstance(tolerance, int | float):
+        raise FeatherFaceError(f"{path}: needs numbers 'target_params' and 'tolerance'")
+    return ParamBudget(
+        minimum=math.ceil(target * (1 - tolerance)), maximum=math.floor(target * (1 + tolerance))
+    )
+
+
 def default_budget(
-    name: str, minimum: int | None = None, maximum: int | None = None
+    name: str,
+    plan: Path | None = None,
+    minimum: int | None = None,
+    maximum: int | None = None,
 ) -> ParamBudget:
     """The budget of registered model ``name``, with ``minimum``/``maximum`` overriding its sides.
 
-    ``featherface-nano-b`` defaults to 120,000-180,000 parameters; other names have no budget.
+    A pruned model (:data:`PRUNED_MODELS`) takes the band of ``plan`` (:func:`plan_budget`);
+    without a plan both sides must be given. Other names have no budget unless given one.
     """
-    base = DEFAULT_BUDGETS.get(name, ParamBudget())
+    base = ParamBudget()
+    if name in PRUNED_MODELS and (minimum is None or maximum is None):
+        if plan is None or not plan.is_file():
+            raise FeatherFaceError(
+                f"{name}: no pruning plan ({plan}) to take the parameter budget from; "
+                "give --plan, or both --min-params and --max-params"
+            )
+        base = plan_budget(plan)
     return ParamBudget(
         minimum=base.minimum if minimum is None else minimum,
         maximum=base.maximum if maximum is None else maximum,

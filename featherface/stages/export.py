@@ -116,9 +116,7 @@ def export(
     with stage_run(
         "export", sections, settings.tracking.experiment, settings.tracking.enabled
     ) as tracker:
-        report = export_checkpoints(
-            settings.export, checkpoints, prepare_dir, out, reference, say
-        )
+        report = export_checkpoints(settings.export, checkpoints, prepare_dir, out, reference, say)
         versions = publish(tracker, report, out)
     console.print(parity_table(report))
     for line in latency_lines(out / "latency.json"):

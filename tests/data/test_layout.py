@@ -13,7 +13,7 @@ import pytest
 from featherface.data.layout import read_annotations, resolve_root, write_annotations
 from featherface.data.schema import FACE_COLUMNS, IMAGE_COLUMNS, conform_faces, conform_images
 from featherface.errors import AnnotationError
-from tests.conftest import SPLIT_TEXT
+from tests.helpers import SPLIT_TEXT
 
 
 def test_tables_follow_the_schema(wider_folder: Path) -> None:

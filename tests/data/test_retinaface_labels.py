@@ -9,7 +9,7 @@ import pytest
 
 from featherface.data.retinaface_labels import format_label_file, read_label_file
 from featherface.errors import AnnotationError
-from tests.conftest import TRAIN_LABELS
+from tests.helpers import TRAIN_LABELS
 
 
 def test_reads_landmarks_and_missing_landmarks(tmp_path: Path) -> None:

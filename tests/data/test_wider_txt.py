@@ -14,7 +14,7 @@ from featherface.data.wider_txt import (
     read_split_text,
 )
 from featherface.errors import AnnotationError
-from tests.conftest import SPLIT_TEXT
+from tests.helpers import SPLIT_TEXT
 
 
 def test_parses_faces_and_zero_face_images() -> None:

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from featherface.cli import app
 from featherface.models.checkpoint import load_checkpoint
-from tests.conftest import prepared_workspace
+from tests.helpers import prepared_workspace
 
 TINY = """
 data:

@@ -21,7 +21,7 @@ from featherface.evaluate.wider_ap import (
     score_thresholds,
     voc_ap,
 )
-from tests.conftest import reference_root
+from tests.helpers import reference_root
 
 # One image, three 10x10 faces in a row (x y w h; the +1 convention makes them 10 pixels wide):
 # f0 kept in every setting, f1 only in medium and hard, f2 only in hard.

@@ -18,8 +18,8 @@ from featherface.models import build_model
 from featherface.models.checkpoint import save_checkpoint
 from featherface.models.complexity import params_total
 from featherface.models.outputs import RawOutputs
-from tests.conftest import prepared_workspace, write_image
 from tests.export.test_onnx_export import pruned_nano_b
+from tests.helpers import prepared_workspace, write_image
 
 TINY = """
 data:

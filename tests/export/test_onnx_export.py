@@ -26,7 +26,7 @@ from featherface.models import build_model
 from featherface.models.widths import layer_widths
 from featherface.params import PostprocessSettings
 from featherface.prune.groups import LAYER_GROUPS, pruned_copy
-from tests.conftest import randomised_nano_b
+from tests.helpers import randomised_nano_b
 
 ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
 

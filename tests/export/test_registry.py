@@ -17,6 +17,7 @@ from featherface.export.promotion import (
     ParamBudget,
     decide_promotion,
     default_budget,
+    plan_budget,
     read_candidate_metrics,
 )
 
@@ -66,10 +67,31 @@ def test_budget_is_checked_on_both_sides_and_every_failure_named() -> None:
     assert both.reason.count("; ") == 1 and "below champion" in both.reason
 
 
-def test_default_budgets_and_bad_settings() -> None:
-    assert default_budget(NAME) == NANO_BUDGET
+def write_plan(path: Path, target: int = 150_000, tolerance: float = 0.2) -> Path:
+    """A pruning plan whose band is ``target`` within ``tolerance``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"rates": {}, "target_params": target, "tolerance": tolerance}))
+    return path
+
+
+def test_budgets_come_from_the_pruning_plan(tmp_path: Path) -> None:
+    plan = write_plan(tmp_path / "plan.json")
+    assert default_budget(NAME, plan) == NANO_BUDGET
+    # the default pipeline's band: 153,468 within 3% is 148,863.96 to 158,072.04
+    assert plan_budget(write_plan(tmp_path / "p.json", 153_468, 0.03)) == ParamBudget(
+        148_864, 158_072
+    )
     assert default_budget("featherface-v1") == ParamBudget()
-    assert default_budget(NAME, maximum=170_000) == ParamBudget(120_000, 170_000)
+    assert default_budget(NAME, plan, maximum=170_000) == ParamBudget(120_000, 170_000)
+    assert default_budget(NAME, None, 1, 2) == ParamBudget(1, 2)
+    with pytest.raises(FeatherFaceError, match="no pruning plan"):
+        default_budget(NAME, tmp_path / "absent.json")
+    (tmp_path / "bad.json").write_text("{}")
+    with pytest.raises(FeatherFaceError, match=r"bad\.json: needs numbers"):
+        plan_budget(tmp_path / "bad.json")
+
+
+def test_bad_settings() -> None:
     assert ParamBudget().violation(10**9) is None
     with pytest.raises(FeatherFaceError, match="minimum 5 exceeds maximum 4"):
         ParamBudget(5, 4)
@@ -142,6 +164,7 @@ def _register(folder: Path, scale: float) -> str:
 
 
 def _promote(folder: Path, ap_hard: float, params: int = 150_000, *extra: str):
+    write_plan(folder / "stages" / "prune" / "plan.json")  # the default --plan
     metrics = folder / "metrics.json"
     metrics.write_text(json.dumps({"pruned": {"ap_hard": ap_hard, "params_total": params}}))
     return CliRunner().invoke(app, ["promote", "--name", NAME, "--metrics", str(metrics), *extra])
@@ -177,6 +200,9 @@ def test_register_and_promote_move_the_alias_to_the_right_version(store: Path) -
 
     assert _register(store, 1.0) == "1"
     _check_first_version(store)
+    no_plan = CliRunner().invoke(app, ["promote", "--name", NAME, "--plan", "absent.json"])
+    assert no_plan.exit_code == 1 and "no pruning plan (absent.json)" in no_plan.output
+    write_plan(store / "stages" / "prune" / "plan.json")
     no_tags = CliRunner().invoke(app, ["promote", "--name", NAME])
     assert no_tags.exit_code == 1 and "has no ap_hard tag" in no_tags.output, no_tags.output
     first = _promote(store, 0.20)

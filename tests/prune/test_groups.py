@@ -17,7 +17,7 @@ from featherface.prune.groups import (
     layer_group_of,
     pruned_copy,
 )
-from tests.conftest import randomised_nano_b
+from tests.helpers import randomised_nano_b
 
 ALL_HALF = dict.fromkeys(LAYER_GROUPS, 0.5)
 

@@ -13,7 +13,7 @@ from featherface.cli import app
 from featherface.models.checkpoint import load_checkpoint
 from featherface.models.complexity import params_total
 from featherface.prune.groups import LAYER_GROUPS
-from tests.conftest import prepared_workspace
+from tests.helpers import prepared_workspace
 
 TINY = """
 data:
