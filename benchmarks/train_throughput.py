@@ -27,9 +27,9 @@ import torch
 from featherface.data.augment import TrainAugmentation
 from featherface.data.dataset import FaceDataset, make_loader
 from featherface.data.prepare import load_prepared
-from featherface.engine.losses import MultiBoxLoss
+from featherface.engine.losses import DetectionLoss, MultiBoxLoss
 from featherface.engine.optim import OptimizerConfig
-from featherface.engine.trainer import DetectionLoss, Trainer
+from featherface.engine.trainer import Trainer
 from featherface.models import build_model
 
 

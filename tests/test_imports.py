@@ -3,6 +3,7 @@ cycles of the real package."""
 
 from __future__ import annotations
 
+import ast
 import textwrap
 from pathlib import Path
 
@@ -210,3 +211,14 @@ def test_no_import_cycles_in_featherface() -> None:
     cycles = import_cycles()
     listed = "\n".join(" <-> ".join(cycle) for cycle in cycles)
     assert not cycles, f"module-level import cycles in featherface:\n{listed}"
+
+
+def test_no_module_imports_a_private_name_of_another() -> None:
+    """``from featherface.x import _name`` couples two modules through a detail of one."""
+    offenders = []
+    for path in sorted(package_root().rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("featherface"):
+                private = [alias.name for alias in node.names if alias.name.startswith("_")]
+                offenders += [f"{path.name}: {node.module}.{name}" for name in private]
+    assert not offenders

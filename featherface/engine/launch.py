@@ -1,6 +1,6 @@
 """Re-launch a training stage under ``torchrun`` when ``launch`` asks for more than one process.
 
-A training command (``featherface train``, ``distill``, ``finetune``) calls
+A training command (``featherface teacher``, ``distill``, ``finetune``) calls
 :func:`torchrun_command` first. With ``launch.nproc_per_node == 1`` and ``launch.nnodes == 1``, or
 inside a process that torchrun started (``LOCAL_RANK`` is set), it returns ``None`` and the
 command trains in this process. Otherwise the command runs

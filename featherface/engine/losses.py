@@ -16,7 +16,7 @@ positives, hence no hard negatives, and adds nothing to any term (as the origina
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 import torch
@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from featherface.detection.codec import Variances
 from featherface.detection.matching import match_batch
-from featherface.detection.priors import DEFAULT_VARIANCES
+from featherface.detection.priors import DEFAULT_VARIANCES, PriorConfig
 
 
 class LossTerms(NamedTuple):
@@ -118,3 +118,26 @@ class MultiBoxLoss(nn.Module):
         )
         total = self.loc_weight * loss_loc + loss_cls + self.landmark_weight * loss_landm
         return LossTerms(total=total, loc=loss_loc, cls=loss_cls, landm=loss_landm)
+
+
+class DetectionLoss:
+    """The MultiBox loss as a trainer loss: priors follow the input size of each batch.
+
+    Returns ``{"total", "loss_loc", "loss_cls", "loss_landm"}`` (see :class:`MultiBoxLoss`).
+    """
+
+    def __init__(self, criterion: MultiBoxLoss, priors: PriorConfig | None = None) -> None:
+        self.criterion = criterion
+        self.priors = priors or PriorConfig()
+        self._cache: dict[tuple[int, int, torch.device], Tensor] = {}
+
+    def __call__(
+        self, outputs: Any, targets: Sequence[Mapping[str, Tensor]], images: Tensor
+    ) -> dict[str, Tensor]:
+        height, width = images.shape[-2:]
+        key = (int(height), int(width), images.device)
+        if key not in self._cache:
+            self._cache[key] = self.priors.prior_boxes((key[0], key[1])).to(images.device)
+        terms = self.criterion(outputs, targets, self._cache[key])
+        named = {f"loss_{name}": value for name, value in terms._asdict().items()}
+        return {"total": named.pop("loss_total"), **named}

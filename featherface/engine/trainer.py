@@ -4,7 +4,7 @@ Small overridable steps (:meth:`Trainer.train_step`, :meth:`Trainer.validate`,
 :meth:`Trainer.save_state`, :meth:`Trainer.load_state`, :meth:`Trainer.save_model`) and named
 callbacks (:mod:`featherface.engine.callbacks`). The loss is injected: any callable
 ``(outputs, targets, images) -> dict[str, Tensor]`` returning ``"total"`` (minimised) plus named
-terms, e.g. :class:`DetectionLoss` or a composite distillation loss.
+terms, e.g. :class:`~featherface.engine.losses.DetectionLoss` or a composite distillation loss.
 
 Files in ``out_dir``, written by rank 0 only, each atomically (temporary file, then rename):
 
@@ -47,7 +47,6 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 from torch.utils.data import DataLoader
 
-from featherface.detection.priors import PriorConfig
 from featherface.engine.batchnorm import recalibrate_batchnorm
 from featherface.engine.callbacks import Callback
 from featherface.engine.distributed import (
@@ -64,13 +63,13 @@ from featherface.engine.distributed import (
     unwrap_model,
     wrap_ddp,
 )
-from featherface.engine.losses import MultiBoxLoss
 from featherface.engine.optim import (
     OptimizerConfig,
     ScheduleConfig,
     build_optimizer,
     build_scheduler,
 )
+from featherface.engine.tensors import map_tensors, with_memory_format
 from featherface.errors import FeatherFaceError
 from featherface.utils.atomic import save_torch as atomic_save
 from featherface.utils.atomic import write_text
@@ -80,59 +79,9 @@ ModelSaver = Callable[[nn.Module, Path], None]
 CHECKPOINT_FORMAT = 1
 
 
-class DetectionLoss:
-    """The MultiBox loss as a trainer loss: priors follow the input size of each batch.
-
-    Returns ``{"total", "loss_loc", "loss_cls", "loss_landm"}`` (see :class:`MultiBoxLoss`).
-    """
-
-    def __init__(self, criterion: MultiBoxLoss, priors: PriorConfig | None = None) -> None:
-        self.criterion = criterion
-        self.priors = priors or PriorConfig()
-        self._cache: dict[tuple[int, int, torch.device], Tensor] = {}
-
-    def __call__(
-        self, outputs: Any, targets: Sequence[Mapping[str, Tensor]], images: Tensor
-    ) -> dict[str, Tensor]:
-        height, width = images.shape[-2:]
-        key = (int(height), int(width), images.device)
-        if key not in self._cache:
-            self._cache[key] = self.priors.prior_boxes((key[0], key[1])).to(images.device)
-        terms = self.criterion(outputs, targets, self._cache[key])
-        named = {f"loss_{name}": value for name, value in terms._asdict().items()}
-        return {"total": named.pop("loss_total"), **named}
-
-
-def with_memory_format(model: nn.Module, memory_format: torch.memory_format) -> nn.Module:
-    """``model`` with its 4-D parameters and buffers in ``memory_format`` (in place).
-
-    ``nn.Module.to(memory_format=...)`` also converts 5-D tensors and fails on them for a 2-D
-    format such as ``channels_last``; here only the 4-D ones (convolution weights) change.
-    """
-    with torch.no_grad():
-        for tensor in (*model.parameters(), *model.buffers()):
-            if tensor.dim() == 4:
-                tensor.data = tensor.data.contiguous(memory_format=memory_format)
-    return model
-
-
 def metric_name(split: str, term: str) -> str:
     """``<split>/loss`` for the total, ``<split>/<term>`` for a named term."""
     return f"{split}/loss" if term == "total" else f"{split}/{term}"
-
-
-def map_tensors(value: Any, function: Callable[[Tensor], Tensor]) -> Any:
-    """``value`` with ``function`` applied to every tensor inside (nested tuples, named tuples,
-    lists and mappings are rebuilt)."""
-    if isinstance(value, Tensor):
-        return function(value)
-    if isinstance(value, Mapping):
-        return {key: map_tensors(item, function) for key, item in value.items()}
-    if isinstance(value, tuple) and hasattr(value, "_fields"):
-        return type(value)(*(map_tensors(item, function) for item in value))
-    if isinstance(value, list | tuple):
-        return type(value)(map_tensors(item, function) for item in value)
-    return value
 
 
 class Trainer:

@@ -20,7 +20,7 @@ the reference test script's post-processing.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Literal, NamedTuple
 
@@ -35,7 +35,7 @@ from featherface.detection import Detections, decode_boxes, decode_landmarks, pr
 from featherface.errors import FeatherFaceError
 from featherface.evaluate.predictions import prediction_path, write_prediction_file
 from featherface.evaluate.runtime import Runner
-from featherface.params import PostprocessSettings
+from featherface.params import EvaluateParams, PostprocessSettings
 from featherface.utils.atomic import staged_dir
 
 Mode = Literal["original", "resize", "multiscale"]
@@ -262,3 +262,27 @@ def write_predictions(
                 found.boxes.detach().cpu().numpy(),
                 found.scores.detach().cpu().numpy(),
             )
+
+
+def chunks(items: list, size: int) -> Iterator[list]:
+    """``items`` in consecutive pieces of at most ``size``."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def detect_split(
+    runner: Runner,
+    image_files: list[Path],
+    params: EvaluateParams,
+    progress: Callable[[int], None] | None = None,
+) -> list:
+    """Detections for each file, read and run in chunks of ``params.batch_size`` images."""
+    found = []
+    for chunk in chunks(image_files, params.batch_size):
+        found += detect_images(
+            runner, [read_rgb(path) for path in chunk], params.mode, params.size,
+            params.postprocess(), params.scales, params.flip, params.batch_size,
+        )  # fmt: skip
+        if progress:
+            progress(len(found))
+    return found

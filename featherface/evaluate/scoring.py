@@ -17,7 +17,7 @@ Everything is built in a temporary folder and swapped in only when complete.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from featherface.data.prepare import load_prepared
 from featherface.detection.postprocess import Detections
 from featherface.errors import FeatherFaceError
 from featherface.evaluate.ground_truth import load_ground_truth
-from featherface.evaluate.inference import detect_images, read_rgb, write_predictions
+from featherface.evaluate.inference import detect_split, write_predictions
 from featherface.evaluate.predictions import prediction_array
 from featherface.evaluate.report import plot_pr_curves, report_markdown, write_pr_tables
 from featherface.evaluate.runtime import OnnxRunner, TorchRunner, load_runner
@@ -69,29 +69,6 @@ def model_size(runner: TorchRunner | OnnxRunner) -> dict[str, Any]:
     graph = load(str(runner.path)).graph
     count = sum(int(np.prod(numpy_helper.to_array(t).shape)) for t in graph.initializer)
     return {"params_total": count, "gmacs_640": None}
-
-
-def _chunks(items: list, size: int) -> Iterator[list]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-def detect_split(
-    runner: TorchRunner | OnnxRunner,
-    image_files: list[Path],
-    params: EvaluateParams,
-    progress: Callable[[int], None] | None = None,
-) -> list:
-    """Detections for each file, read and run in chunks of ``params.batch_size`` images."""
-    found = []
-    for chunk in _chunks(image_files, params.batch_size):
-        found += detect_images(
-            runner, [read_rgb(path) for path in chunk], params.mode, params.size,
-            params.postprocess(), params.scales, params.flip, params.batch_size,
-        )  # fmt: skip
-        if progress:
-            progress(len(found))
-    return found
 
 
 def _stored(

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from featherface.errors import FeatherFaceError
+from featherface.utils.jsonfile import read_json
 
 # Below this, a drop in AP is floating-point noise rather than a regression.
 _AP_EPSILON = 1e-9
@@ -79,12 +80,9 @@ def plan_budget(path: str | Path) -> ParamBudget:
     ``ceil(target * (1 - tolerance))`` to ``floor(target * (1 + tolerance))`` with its
     ``target_params`` and ``tolerance``, the band the search aimed at."""
     path = Path(path)
-    try:
-        plan = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise FeatherFaceError(f"{path}: pruning plan not found") from None
-    except json.JSONDecodeError as error:
-        raise FeatherFaceError(f"{path}:{error.lineno}: not valid JSON ({error.msg})") from None
+    plan = read_json(path, "pruning plan not found")
+    if not isinstance(plan, dict):
+        raise FeatherFaceError(f"{path}: not a JSON object")
     target, tolerance = plan.get("target_params"), plan.get("tolerance")
     if not isinstance(target, int | float) or not isinstance(tolerance, int | float):
         raise FeatherFaceError(f"{path}: needs numbers 'target_params' and 'tolerance'")

@@ -14,7 +14,6 @@ before it fine-tunes the smaller network.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +23,14 @@ from featherface.data.prepare import load_prepared
 from featherface.engine.callbacks import Callback, ProgressCallback
 from featherface.engine.distributed import seed_everything
 from featherface.engine.fit import fresh_or_resumed, optimisation, training_loaders
-from featherface.engine.losses import MultiBoxLoss
-from featherface.engine.trainer import DetectionLoss, Trainer
+from featherface.engine.losses import DetectionLoss, MultiBoxLoss
+from featherface.engine.trainer import Trainer
 from featherface.errors import FeatherFaceError
 from featherface.models.widths import layer_widths
 from featherface.params import FinetuneParams
 from featherface.prune.groups import PruningGraph
 from featherface.prune.search import Rates
+from featherface.utils.jsonfile import read_json
 
 
 class SoftPruningCallback(Callback):
@@ -55,12 +55,7 @@ class SoftPruningCallback(Callback):
 
 def read_plan(path: Path) -> dict[str, Any]:
     """``plan.json`` of the prune stage; a missing or malformed file is a one-line error."""
-    try:
-        plan = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise FeatherFaceError(f"{path}: pruning plan not found (run the prune stage)") from None
-    except json.JSONDecodeError as error:
-        raise FeatherFaceError(f"{path}:{error.lineno}: not valid JSON ({error.msg})") from None
+    plan = read_json(path, "pruning plan not found (run the prune stage)")
     rates = plan.get("rates") if isinstance(plan, dict) else None
     if not isinstance(rates, dict) or not all(isinstance(v, int | float) for v in rates.values()):
         raise FeatherFaceError(f"{path}: no 'rates' mapping of layer group to number")

@@ -36,9 +36,9 @@ from featherface.data.dataset import FaceDataset, make_loader
 from featherface.data.prepare import load_prepared
 from featherface.engine.batchnorm import recalibrate_batchnorm
 from featherface.engine.distributed import seed_everything
-from featherface.engine.losses import MultiBoxLoss
+from featherface.engine.losses import DetectionLoss, MultiBoxLoss
 from featherface.engine.optim import OptimizerConfig, ScheduleConfig
-from featherface.engine.trainer import DetectionLoss, Trainer
+from featherface.engine.trainer import Trainer
 from featherface.errors import FeatherFaceError
 from featherface.models.checkpoint import load_checkpoint
 from featherface.models.complexity import params_total

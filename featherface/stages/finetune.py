@@ -16,8 +16,7 @@ from typing import Annotated
 import typer
 
 from featherface.engine.fit import train_network
-from featherface.engine.losses import MultiBoxLoss
-from featherface.engine.trainer import DetectionLoss
+from featherface.engine.losses import DetectionLoss, MultiBoxLoss
 from featherface.errors import FeatherFaceError
 from featherface.models.checkpoint import load_checkpoint
 from featherface.models.complexity import params_total

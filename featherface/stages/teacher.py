@@ -16,8 +16,7 @@ import typer
 
 from featherface.engine.distributed import seed_everything
 from featherface.engine.fit import train_network
-from featherface.engine.losses import MultiBoxLoss
-from featherface.engine.trainer import DetectionLoss
+from featherface.engine.losses import DetectionLoss, MultiBoxLoss
 from featherface.models import build_model
 from featherface.params import load_params, section_dict
 from featherface.stages.training import finish_training, machine_tags, relaunch_under_torchrun

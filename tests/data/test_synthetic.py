@@ -25,7 +25,8 @@ from featherface.data.synthetic import (
     difficulty,
     generate_split,
 )
-from featherface.data.synthetic.face import render_face, sample_style
+from featherface.data.synthetic.face import sample_style
+from featherface.data.synthetic.face_render import render_face
 from featherface.errors import ParamsError
 
 TINY = SyntheticConfig(

@@ -38,7 +38,8 @@ SCRIPT = textwrap.dedent(
     from featherface.engine.callbacks import MetricsLogger
     from featherface.engine.distributed import cleanup, init_distributed
     from featherface.engine.losses import MultiBoxLoss
-    from featherface.engine.trainer import DetectionLoss, Trainer
+    from featherface.engine.losses import DetectionLoss
+from featherface.engine.trainer import Trainer
     from featherface.tracking import stage_run
     from tests.engine.test_trainer import RandomFaces, TinyDetector, collate
 

@@ -21,14 +21,14 @@ from torch.utils.data import DataLoader, Dataset
 
 from featherface.detection.priors import num_priors
 from featherface.engine.callbacks import Callback, MetricsLogger, ProgressCallback
-from featherface.engine.losses import MultiBoxLoss
+from featherface.engine.losses import DetectionLoss, MultiBoxLoss
 from featherface.engine.optim import (
     OptimizerConfig,
     ScheduleConfig,
     build_optimizer,
     build_scheduler,
 )
-from featherface.engine.trainer import DetectionLoss, Trainer
+from featherface.engine.trainer import Trainer
 from featherface.errors import FeatherFaceError
 from featherface.models.outputs import RawOutputs
 
