@@ -20,6 +20,9 @@ console = Console(stderr=True)
 
 ParamsOption = Annotated[Path, typer.Option("--params", help="Parameter file.")]
 PrepareOption = Annotated[Path, typer.Option("--prepare-dir", help="Output of prepare.")]
+OutOption = Annotated[Path, typer.Option("--out", help="Output folder.")]
+StudentOption = Annotated[Path, typer.Option("--student", help="Distilled student checkpoint.")]
+TeacherOption = Annotated[Path, typer.Option("--teacher", help="Teacher checkpoint.")]
 
 
 def reports_errors(command: Callable[..., Any]) -> Callable[..., Any]:

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 import typer
 from rich.table import Table
 
-from featherface.terminal import console, reports_errors
+from featherface.terminal import OutOption, StudentOption, console, reports_errors
 
 
 @reports_errors
@@ -154,7 +154,7 @@ def wider_ap(
 def detect(
     inputs: Annotated[Path, typer.Argument(help="An image or a folder of images.")],
     model: Annotated[Path, typer.Option(help="A .pt checkpoint of this package or an .onnx file.")],
-    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("detections"),
+    out: OutOption = Path("detections"),
     score_threshold: Annotated[float, typer.Option(help="Draw faces scoring above this.")] = 0.5,
     nms_iou: Annotated[float, typer.Option(help="NMS IoU threshold.")] = 0.4,
     mode: Annotated[
@@ -173,9 +173,7 @@ def detect(
 
 @reports_errors
 def prune_groups(
-    student: Annotated[Path, typer.Option(help="Distilled student checkpoint.")] = Path(
-        "stages/distill/model.pt"
-    ),
+    student: StudentOption = Path("stages/distill/model.pt"),
     arch: Annotated[
         str, typer.Option(help="Registered model to inspect when the checkpoint is absent.")
     ] = "featherface-nano-b",

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Any
-
-import typer
+from typing import Any
 
 from featherface.engine.distill_loss import DistillationLoss
 from featherface.engine.distributed import seed_everything
@@ -23,10 +21,15 @@ from featherface.errors import FeatherFaceError
 from featherface.models import build_model
 from featherface.models.checkpoint import load_checkpoint
 from featherface.models.complexity import params_total
-from featherface.params import load_params, section_dict
-from featherface.stages.training import finish_training, machine_tags, relaunch_under_torchrun
-from featherface.terminal import ParamsOption, PrepareOption, reports_errors
-from featherface.tracking import stage_run
+from featherface.params import load_params
+from featherface.stages.training import finish_training, relaunch_under_torchrun, training_run
+from featherface.terminal import (
+    OutOption,
+    ParamsOption,
+    PrepareOption,
+    TeacherOption,
+    reports_errors,
+)
 from featherface.utils.fingerprint import code_fingerprint, file_sha256
 
 
@@ -34,10 +37,8 @@ from featherface.utils.fingerprint import code_fingerprint, file_sha256
 def distill(
     params: ParamsOption = Path("params.yaml"),
     prepare_dir: PrepareOption = Path("stages/prepare"),
-    teacher: Annotated[Path, typer.Option(help="Teacher checkpoint.")] = Path(
-        "stages/teacher/model.pt"
-    ),
-    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("stages/distill"),
+    teacher: TeacherOption = Path("stages/teacher/model.pt"),
+    out: OutOption = Path("stages/distill"),
 ) -> None:
     """Stage `distill`: train the `distill.arch` student (Nano-B) from the ground truth and the
     frozen teacher."""
@@ -45,17 +46,9 @@ def distill(
     arguments = ["distill", "--params", str(params), "--prepare-dir", str(prepare_dir)]
     arguments += ["--teacher", str(teacher), "--out", str(out)]
     relaunch_under_torchrun(settings.launch, "distill", arguments)
-    sections = {
-        "model": section_dict(settings.model),
-        "launch": section_dict(settings.launch),
-        "distill": section_dict(settings.distill),
-    }
     train = settings.distill
     weights = train.weights()
-    with stage_run(
-        "distill", sections, settings.tracking.experiment, settings.tracking.enabled,
-        machine_tags(),
-    ) as tracker:  # fmt: skip
+    with training_run("distill", settings, ("model", "launch", "distill")) as tracker:
         run_params: dict[str, Any] = {
             "distill": asdict(train),
             "model": asdict(settings.model),

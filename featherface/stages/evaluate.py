@@ -20,6 +20,7 @@ from featherface.evaluate.scoring import evaluate_models, stored_detection_files
 from featherface.params import load_params, section_dict
 from featherface.pipeline_files import EVALUATED, existing_model_files
 from featherface.terminal import (
+    OutOption,
     ParamsOption,
     PrepareOption,
     console,
@@ -72,7 +73,7 @@ def evaluate(
         ),
     ] = None,
     prepare_dir: PrepareOption = Path("stages/prepare"),
-    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("stages/evaluate"),
+    out: OutOption = Path("stages/evaluate"),
 ) -> None:
     """Stage `evaluate`: WIDER FACE AP, PR curves and a report for each model."""
     settings = load_params(params)

@@ -23,7 +23,14 @@ from rich.table import Table
 from featherface.export.artifacts import export_checkpoints
 from featherface.export.registry import register_version
 from featherface.params import load_params, section_dict
-from featherface.terminal import ParamsOption, PrepareOption, console, reports_errors, say
+from featherface.terminal import (
+    OutOption,
+    ParamsOption,
+    PrepareOption,
+    console,
+    reports_errors,
+    say,
+)
 from featherface.tracking import Tracker, flatten, stage_run
 
 ARTIFACT_FOLDER = "export"
@@ -106,7 +113,7 @@ def export(
             "or ../shared/reference beside the repository."
         ),
     ] = None,
-    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("stages/export"),
+    out: OutOption = Path("stages/export"),
 ) -> None:
     """Stage `export`: ONNX (raw and with NMS inside), TorchScript, parity.json and
     latency.json; exit 1 and no outputs when a parity check fails."""

@@ -20,11 +20,16 @@ from featherface.engine.losses import DetectionLoss, MultiBoxLoss
 from featherface.errors import FeatherFaceError
 from featherface.models.checkpoint import load_checkpoint
 from featherface.models.complexity import params_total
-from featherface.params import load_params, section_dict
+from featherface.params import load_params
 from featherface.prune.soft_pruning import prune_to_plan, read_plan
-from featherface.stages.training import finish_training, machine_tags, relaunch_under_torchrun
-from featherface.terminal import ParamsOption, PrepareOption, reports_errors
-from featherface.tracking import stage_run
+from featherface.stages.training import finish_training, relaunch_under_torchrun, training_run
+from featherface.terminal import (
+    OutOption,
+    ParamsOption,
+    PrepareOption,
+    StudentOption,
+    reports_errors,
+)
 from featherface.utils.fingerprint import code_fingerprint, file_sha256
 
 
@@ -32,28 +37,19 @@ from featherface.utils.fingerprint import code_fingerprint, file_sha256
 def finetune(
     params: ParamsOption = Path("params.yaml"),
     prepare_dir: PrepareOption = Path("stages/prepare"),
-    student: Annotated[Path, typer.Option(help="Distilled student checkpoint.")] = Path(
-        "stages/distill/model.pt"
-    ),
+    student: StudentOption = Path("stages/distill/model.pt"),
     plan: Annotated[Path, typer.Option(help="plan.json of the prune stage.")] = Path(
         "stages/prune/plan.json"
     ),
-    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("stages/finetune"),
+    out: OutOption = Path("stages/finetune"),
 ) -> None:
     """Stage `finetune`: soft pruning at the planned rates, physical removal, fine-tuning."""
     settings = load_params(params)
     arguments = ["finetune", "--params", str(params), "--prepare-dir", str(prepare_dir)]
     arguments += ["--student", str(student), "--plan", str(plan), "--out", str(out)]
     relaunch_under_torchrun(settings.launch, "finetune", arguments)
-    sections = {
-        "launch": section_dict(settings.launch),
-        "finetune": section_dict(settings.finetune),
-    }
     train = settings.finetune
-    with stage_run(
-        "finetune", sections, settings.tracking.experiment, settings.tracking.enabled,
-        machine_tags(),
-    ) as tracker:  # fmt: skip
+    with training_run("finetune", settings, ("launch", "finetune")) as tracker:
         chosen = read_plan(plan)
         if not student.is_file():
             raise FeatherFaceError(f"{student}: student checkpoint not found (run distill first)")

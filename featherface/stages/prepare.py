@@ -4,14 +4,13 @@ canonical tables (:func:`featherface.data.prepare.prepare`) to ``stages/prepare`
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-import typer
 from rich.table import Table
 
 from featherface.data.prepare import prepare as prepare_data
 from featherface.params import load_params, section_dict
-from featherface.terminal import ParamsOption, console, progress_reporter, reports_errors
+from featherface.terminal import OutOption, ParamsOption, console, progress_reporter, reports_errors
 from featherface.tracking import flatten, stage_run
 
 LOGGED_FILES = ("stats.json", "validation.json", "validation.md", "face_heights.png")
@@ -32,7 +31,7 @@ def statistics_table(statistics: dict[str, Any]) -> Table:
 @reports_errors
 def prepare(
     params: ParamsOption = Path("params.yaml"),
-    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("stages/prepare"),
+    out: OutOption = Path("stages/prepare"),
 ) -> None:
     """Stage `prepare`: generate or read WIDER FACE, validate it, write canonical tables."""
     settings = load_params(params)

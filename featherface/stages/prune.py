@@ -9,14 +9,21 @@ command group; it is not part of the stage.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
 
 import typer
 
 from featherface.params import load_params, section_dict
 from featherface.prune.search import Trial
 from featherface.prune.trials import search_plan
-from featherface.terminal import ParamsOption, PrepareOption, console, reports_errors, say
+from featherface.terminal import (
+    OutOption,
+    ParamsOption,
+    PrepareOption,
+    StudentOption,
+    console,
+    reports_errors,
+    say,
+)
 from featherface.tracking import Tracker, stage_run
 
 
@@ -40,10 +47,8 @@ def prune(
     ctx: typer.Context,
     params: ParamsOption = Path("params.yaml"),
     prepare_dir: PrepareOption = Path("stages/prepare"),
-    student: Annotated[Path, typer.Option(help="Distilled student checkpoint.")] = Path(
-        "stages/distill/model.pt"
-    ),
-    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("stages/prune"),
+    student: StudentOption = Path("stages/distill/model.pt"),
+    out: OutOption = Path("stages/prune"),
 ) -> None:
     """Stage `prune`: Bayesian search of per-layer-group FPGM rates into plan.json."""
     if ctx.invoked_subcommand is not None:  # `featherface prune groups`

@@ -10,18 +10,14 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated
-
-import typer
 
 from featherface.engine.distributed import seed_everything
 from featherface.engine.fit import train_network
 from featherface.engine.losses import DetectionLoss, MultiBoxLoss
 from featherface.models import build_model
-from featherface.params import load_params, section_dict
-from featherface.stages.training import finish_training, machine_tags, relaunch_under_torchrun
-from featherface.terminal import ParamsOption, PrepareOption, reports_errors
-from featherface.tracking import stage_run
+from featherface.params import load_params
+from featherface.stages.training import finish_training, relaunch_under_torchrun, training_run
+from featherface.terminal import OutOption, ParamsOption, PrepareOption, reports_errors
 from featherface.utils.fingerprint import code_fingerprint
 
 
@@ -29,22 +25,14 @@ from featherface.utils.fingerprint import code_fingerprint
 def teacher(
     params: ParamsOption = Path("params.yaml"),
     prepare_dir: PrepareOption = Path("stages/prepare"),
-    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("stages/teacher"),
+    out: OutOption = Path("stages/teacher"),
 ) -> None:
     """Stage `teacher`: train `teacher.arch` (FeatherFace V1) on the prepared data."""
     settings = load_params(params)
     arguments = ["teacher", "--params", str(params), "--prepare-dir", str(prepare_dir)]
     relaunch_under_torchrun(settings.launch, "teacher", [*arguments, "--out", str(out)])
-    sections = {
-        "model": section_dict(settings.model),
-        "launch": section_dict(settings.launch),
-        "teacher": section_dict(settings.teacher),
-    }
     train = settings.teacher
-    with stage_run(
-        "teacher", sections, settings.tracking.experiment, settings.tracking.enabled,
-        machine_tags(),
-    ) as tracker:  # fmt: skip
+    with training_run("teacher", settings, ("model", "launch", "teacher")) as tracker:
         seed_everything(train.seed)  # the initial weights depend on the seed alone
         model = build_model(train.arch, backbone_weights=settings.model.backbone_weights)
         run_params = {

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import shlex
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +23,9 @@ import typer
 from featherface.engine.fit import FitResult
 from featherface.engine.launch import torchrun_command
 from featherface.evaluate.scoring import validation_ap
-from featherface.params import LaunchParams
+from featherface.params import LaunchParams, Params, section_dict
 from featherface.terminal import metrics_line, say
-from featherface.tracking import TAG_PREFIX, Tracker
+from featherface.tracking import TAG_PREFIX, Tracker, stage_run
 from featherface.utils.atomic import write_json
 from featherface.utils.machine import machine_info
 
@@ -42,6 +44,16 @@ def relaunch_under_torchrun(launch: LaunchParams, stage: str, arguments: list[st
 def machine_tags() -> dict[str, str]:
     """``featherface.cpu`` and ``featherface.torch_cpu_capability`` run tags."""
     return {f"{TAG_PREFIX}{key}": value for key, value in machine_info().items()}
+
+
+@contextmanager
+def training_run(stage: str, settings: Params, sections: tuple[str, ...]) -> Iterator[Tracker]:
+    """The tracking run of a training stage: the named ``params.yaml`` sections as parameters,
+    the machine as tags (:func:`machine_tags`)."""
+    logged = {name: section_dict(getattr(settings, name)) for name in sections}
+    tracking = settings.tracking
+    with stage_run(stage, logged, tracking.experiment, tracking.enabled, machine_tags()) as run:
+        yield run
 
 
 def finish_training(
