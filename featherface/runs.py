@@ -111,3 +111,10 @@ def executions_table(client: Any, experiment: str, limit: int = 5) -> pd.DataFra
         rows.extend(execution_rows(group, evaluated))
     table = pd.DataFrame(rows, columns=list(COLUMNS))
     return table.astype({"params_total": "Int64", "stages": "Int64"})
+
+
+def recent_executions(uri: str, experiment: str, limit: int = 5) -> pd.DataFrame:
+    """:func:`executions_table` of the MLflow store at tracking URI ``uri``."""
+    from mlflow import MlflowClient
+
+    return executions_table(MlflowClient(tracking_uri=uri), experiment, limit)

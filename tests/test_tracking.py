@@ -141,3 +141,24 @@ def test_stage_runs_of_one_execution_share_the_pipeline_tag(
     (first_prepare, second_prepare), (teacher,) = by_stage["prepare"], by_stage["teacher"]
     assert first_prepare == teacher  # same params.yaml: one execution
     assert second_prepare != first_prepare  # params.yaml changed: another execution
+
+
+def test_only_tracking_the_registry_and_runs_import_mlflow() -> None:
+    """Library code gets a tracker or a callback; three modules own MLflow."""
+    import ast
+
+    package = Path(tracking.__file__).parent
+    owners = {"tracking.py", "export/registry.py", "runs.py"}
+    importers = set()
+    for path in package.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = (
+                [alias.name for alias in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
+            if any(name.split(".")[0] == "mlflow" for name in names):
+                importers.add(path.relative_to(package).as_posix())
+    assert importers == owners

@@ -82,10 +82,8 @@ def runs(
 ) -> None:
     """Recent pipeline executions from MLflow: per model its true parameter count, AP easy /
     medium / hard and ONNX latency (640 px, 1 thread)."""
-    import mlflow
-
     from featherface.params import load_params
-    from featherface.runs import executions_table
+    from featherface.runs import recent_executions
     from featherface.tracking import repo_root, tracking_uri
 
     name = experiment or load_params(params).tracking.experiment
@@ -94,8 +92,7 @@ def runs(
         console.print(f"no MLflow store at {store} (no stage has run with tracking on)")
         return
     uri = tracking_uri()
-    mlflow.set_tracking_uri(uri)
-    table = executions_table(mlflow.MlflowClient(), name, limit)
+    table = recent_executions(uri, name, limit)
     if table.empty:
         console.print(f"no pipeline executions in MLflow experiment {name!r} ({uri})")
         return
