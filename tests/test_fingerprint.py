@@ -67,3 +67,16 @@ def test_the_real_package() -> None:
     assert code_fingerprint("featherface.utils.fingerprint") != code_fingerprint(
         "featherface.utils.imports"
     )
+
+
+def test_a_stage_is_keyed_on_its_own_code_only() -> None:
+    """Editing export/ leaves the teacher's resume key alone; editing a model it builds does not."""
+    from featherface.utils.imports import closure_files, package_root
+
+    files = {
+        path.relative_to(package_root()).as_posix()
+        for path in closure_files("featherface.stages.teacher")
+    }
+    assert "stages/teacher.py" in files and "models/featherface_v1.py" in files
+    assert not any(name.startswith(("export/", "prune/", "cli/")) for name in files)
+    assert "stages/distill.py" not in files
