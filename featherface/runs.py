@@ -1,6 +1,6 @@
 """Recent pipeline executions from the MLflow store, as one table (``featherface runs``).
 
-Stage runs are grouped by their ``featherface.pipeline`` tag
+Stage runs of every experiment (or of one) are grouped by their ``featherface.pipeline`` tag
 (:func:`featherface.tracking.pipeline_id`). An execution gives one row per model that its
 ``evaluate`` run scored (its nested runs, tagged ``featherface.model``): true parameter count
 and AP easy / medium / hard; the ONNX rows also get the CPU latency its ``export`` run measured
@@ -26,6 +26,7 @@ PARENT_TAG = "mlflow.parentRunId"
 # evaluate's model name -> the stem of its file in latency.json
 LATENCY_STEMS: dict[str, str] = {"onnx": "model", "teacher": "teacher"}
 COLUMNS: tuple[str, ...] = (
+    "mlflow_experiment",
     "pipeline",
     "started",
     "experiment",
@@ -90,14 +91,20 @@ def execution_rows(runs: Sequence[Any], evaluated: Sequence[Any]) -> list[dict[s
     return rows or [{**base, "model": None}]
 
 
-def executions_table(client: Any, experiment: str, limit: int = 5) -> pd.DataFrame:
-    """The table of the ``limit`` newest executions logged to MLflow ``experiment``, through
-    ``client`` (an ``mlflow.MlflowClient``); empty when the experiment does not exist."""
-    found = client.get_experiment_by_name(experiment)
-    if found is None:
+def executions_table(client: Any, experiment: str | None, limit: int = 5) -> pd.DataFrame:
+    """The table of the ``limit`` newest executions logged to MLflow ``experiment`` (``None``:
+    every experiment of the store, as presets log to their own), through ``client`` (an
+    ``mlflow.MlflowClient``); empty when the experiment does not exist."""
+    if experiment is None:
+        experiments = list(client.search_experiments())
+    else:
+        found = client.get_experiment_by_name(experiment)
+        experiments = [] if found is None else [found]
+    if not experiments:
         return pd.DataFrame(columns=list(COLUMNS))
+    names = {found.experiment_id: found.name for found in experiments}
     runs = client.search_runs(
-        [found.experiment_id], max_results=max(200, 50 * limit), order_by=["start_time DESC"]
+        list(names), max_results=max(200, 50 * limit), order_by=["start_time DESC"]
     )
     rows: list[dict[str, Any]] = []
     for group in group_executions(runs, limit):
@@ -105,16 +112,24 @@ def executions_table(client: Any, experiment: str, limit: int = 5) -> pd.DataFra
         evaluated = []
         if evaluate is not None:
             evaluated = client.search_runs(
-                [found.experiment_id],
+                [evaluate.info.experiment_id],
                 filter_string=f"tags.mlflow.parentRunId = '{evaluate.info.run_id}'",
             )
-        rows.extend(execution_rows(group, evaluated))
+        name = names[group[0].info.experiment_id]
+        rows.extend({**row, "mlflow_experiment": name} for row in execution_rows(group, evaluated))
     table = pd.DataFrame(rows, columns=list(COLUMNS))
     return table.astype({"params_total": "Int64", "stages": "Int64"})
 
 
-def recent_executions(uri: str, experiment: str, limit: int = 5) -> pd.DataFrame:
+def recent_executions(uri: str, experiment: str | None, limit: int = 5) -> pd.DataFrame:
     """:func:`executions_table` of the MLflow store at tracking URI ``uri``."""
     from mlflow import MlflowClient
 
     return executions_table(MlflowClient(tracking_uri=uri), experiment, limit)
+
+
+def experiment_names(uri: str) -> list[str]:
+    """The names of the experiments in the MLflow store at ``uri``."""
+    from mlflow import MlflowClient
+
+    return sorted(found.name for found in MlflowClient(tracking_uri=uri).search_experiments())

@@ -71,9 +71,9 @@ def exp_run(
 
 @reports_errors
 def runs(
-    params: ParamsOption = Path("params.yaml"),
     experiment: Annotated[
-        str | None, typer.Option(help="MLflow experiment; default: tracking.experiment.")
+        str | None,
+        typer.Option(help="Only this MLflow experiment; default: every experiment of the store."),
     ] = None,
     limit: Annotated[int, typer.Option(min=1, help="Newest pipeline executions shown.")] = 5,
     output: Annotated[
@@ -82,19 +82,19 @@ def runs(
 ) -> None:
     """Recent pipeline executions from MLflow: per model its true parameter count, AP easy /
     medium / hard and ONNX latency (640 px, 1 thread)."""
-    from featherface.params import load_params
-    from featherface.runs import recent_executions
+    from featherface.runs import experiment_names, recent_executions
     from featherface.tracking import repo_root, tracking_uri
 
-    name = experiment or load_params(params).tracking.experiment
     store = repo_root() / "mlruns" / "mlflow.db"
     if not os.environ.get("MLFLOW_TRACKING_URI") and not store.is_file():
         console.print(f"no MLflow store at {store} (no stage has run with tracking on)")
         return
     uri = tracking_uri()
-    table = recent_executions(uri, name, limit)
+    table = recent_executions(uri, experiment, limit)
     if table.empty:
-        console.print(f"no pipeline executions in MLflow experiment {name!r} ({uri})")
+        where = f"MLflow experiment {experiment!r}" if experiment else "any MLflow experiment"
+        known = ", ".join(experiment_names(uri)) or "none"
+        console.print(f"no pipeline executions in {where} ({uri}; experiments: {known})")
         return
     if output == "csv":
         typer.echo(table.to_csv(index=False), nl=False)
