@@ -33,6 +33,11 @@ if TYPE_CHECKING:
 class Callback:
     """Base class: every hook does nothing; override the ones you need."""
 
+    def on_resume(self, message: str) -> None:
+        """On rank 0 only, when a run resumes from ``last.pt``, before :meth:`on_fit_start`:
+        ``message`` is one line saying from which file and epoch (1-based) it continues, e.g.
+        ``resuming from out/last.pt: epochs 1-2 done, continuing at epoch 3 of 4``."""
+
     def on_fit_start(self, trainer: Trainer) -> None:
         """Before the first epoch (after a resume has restored the trainer's state)."""
 
@@ -54,7 +59,8 @@ LOG_WIDTH = 240  # columns of the progress line when the output is not a termina
 
 
 class ProgressCallback(Callback):
-    """A rich progress bar per epoch: iterations, running mean losses, images/s and ETA.
+    """A rich progress bar per epoch: iterations, running mean losses, images/s and ETA; also
+    prints the trainer's resume line.
 
     Disabled on non-zero ranks and when ``enabled`` is False.
     """
@@ -71,6 +77,10 @@ class ProgressCallback(Callback):
         self._batches = 0
         self._images = 0
         self._start = 0.0
+
+    def on_resume(self, message: str) -> None:
+        if self.enabled and is_main_process():
+            self.console.print(message, markup=False, highlight=False, soft_wrap=True)
 
     def on_fit_start(self, trainer: Trainer) -> None:
         if not (self.enabled and is_main_process()):

@@ -12,7 +12,8 @@ Files in ``out_dir``, written by rank 0 only, each atomically (temporary file, t
   monitored loss, history and every rank's RNG states, as plain tensors and containers
   (``torch.load(weights_only=True)`` reads it). If it exists when :meth:`Trainer.fit` starts,
   training resumes at the next epoch and, on CPU, ends with exactly the weights of an
-  uninterrupted run: the data order depends only on ``(seed, epoch)``.
+  uninterrupted run: the data order depends only on ``(seed, epoch)``. Rank 0 then hands the
+  callbacks' ``on_resume`` one line (:func:`resume_message`), which the progress bar prints.
 - ``best.pt``: the weights of lowest ``val/loss`` (``train/loss`` without a validation loader).
 - ``history.csv``: one row per epoch: ``epoch``, ``train/loss`` (the total), ``train/<term>`` per
   named term (``train/loss_loc``, ...), the same for ``val/``, ``lr``, ``images_per_s``.
@@ -82,6 +83,17 @@ CHECKPOINT_FORMAT = 1
 def metric_name(split: str, term: str) -> str:
     """``<split>/loss`` for the total, ``<split>/<term>`` for a named term."""
     return f"{split}/loss" if term == "total" else f"{split}/{term}"
+
+
+def resume_message(path: Path, done: int, epochs: int) -> str:
+    """The line that says a run resumes from ``path`` after ``done`` of ``epochs`` epochs
+    (1-based): ``resuming from out/last.pt: epochs 1-2 done, continuing at epoch 3 of 4``, or
+    ``resuming from out/last.pt: all 4 epochs done; nothing to train``."""
+    if done >= epochs:
+        finished = f"all {epochs} epochs done" if epochs > 1 else "epoch 1 of 1 done"
+        return f"resuming from {path}: {finished}; nothing to train"
+    trained = "epoch 1 done" if done == 1 else f"epochs 1-{done} done"
+    return f"resuming from {path}: {trained}, continuing at epoch {done + 1} of {epochs}"
 
 
 class Trainer:
@@ -178,6 +190,8 @@ class Trainer:
         start = self.load_state() if self.last_path.is_file() else 0
         if start == 0:
             seed_everything(self.seed)
+        elif self.context.is_main:
+            self._run_callbacks("on_resume", resume_message(self.last_path, start, self.epochs))
         self._run_callbacks("on_fit_start", self)
         try:
             for epoch in range(start, self.epochs):

@@ -3,6 +3,7 @@ random 64x64 images (the dataset module is not used: batches are built here in i
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import itertools
@@ -21,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from featherface.detection.priors import num_priors
 from featherface.engine.callbacks import Callback, MetricsLogger, ProgressCallback
+from featherface.engine.distributed import DistributedContext
 from featherface.engine.losses import DetectionLoss, MultiBoxLoss
 from featherface.engine.optim import (
     OptimizerConfig,
@@ -28,7 +30,7 @@ from featherface.engine.optim import (
     build_optimizer,
     build_scheduler,
 )
-from featherface.engine.trainer import Trainer
+from featherface.engine.trainer import Trainer, resume_message
 from featherface.errors import FeatherFaceError
 from featherface.models.outputs import RawOutputs
 
@@ -151,6 +153,9 @@ class Recorder(Callback):
     def __init__(self) -> None:
         self.calls: list[tuple[str, Any]] = []
 
+    def on_resume(self, message: str) -> None:
+        self.calls.append(("resume", message))
+
     def on_fit_start(self, trainer: Trainer) -> None:
         self.calls.append(("fit_start", None))
 
@@ -238,6 +243,50 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(
     full_rows = read_history(tmp_path / "full" / "history.csv")
     resumed_rows = read_history(tmp_path / "crashed" / "history.csv")
     assert [r["train/loss"] for r in resumed_rows] == [r["train/loss"] for r in full_rows]
+
+
+def test_a_resumed_run_says_from_which_epoch_it_continues(tmp_path: Path) -> None:
+    def run(*extra: Callback) -> str:
+        console = Console(file=io.StringIO(), width=100)  # narrower than the line: not wrapped
+        callbacks = [ProgressCallback(console=console), *extra]
+        trainer = make_trainer(tmp_path, epochs=3, val_loader=None, callbacks=callbacks)
+        with contextlib.suppress(RuntimeError):
+            trainer.fit()
+        return console.file.getvalue()
+
+    last = tmp_path / "last.pt"
+    assert "resuming" not in run(Crash(epoch=1))  # a fresh run, stopped after epoch 2 of 3
+    resumed = run().splitlines()
+    assert f"resuming from {last}: epochs 1-2 done, continuing at epoch 3 of 3" in resumed
+    assert "epoch 3/3" in "".join(resumed) and "epoch 2/3" not in "".join(resumed)
+    finished = run().splitlines()
+    assert f"resuming from {last}: all 3 epochs done; nothing to train" in finished
+    assert len(read_history(tmp_path / "history.csv")) == 3
+
+
+def test_only_rank_0_says_that_it_resumes(tmp_path: Path) -> None:
+    first, main, other = Recorder(), Recorder(), Recorder()
+    make_trainer(tmp_path, epochs=1, val_loader=None, callbacks=[first]).fit()
+    assert [hook for hook, _ in first.calls if hook == "resume"] == []  # a fresh run
+    make_trainer(tmp_path, epochs=1, val_loader=None, callbacks=[main]).fit()
+    context = DistributedContext(rank=1)  # a second process of the group, as seen from itself
+    make_trainer(tmp_path, epochs=1, val_loader=None, callbacks=[other], context=context).fit()
+    line = f"resuming from {tmp_path / 'last.pt'}: epoch 1 of 1 done; nothing to train"
+    assert main.calls[:2] == [("resume", line), ("fit_start", None)]
+    assert [hook for hook, _ in other.calls if hook == "resume"] == []
+
+
+def test_resume_messages_count_epochs_from_one() -> None:
+    path = Path("out") / "last.pt"
+    assert resume_message(path, 1, 4) == (
+        f"resuming from {path}: epoch 1 done, continuing at epoch 2 of 4"
+    )
+    assert resume_message(path, 2, 4) == (
+        f"resuming from {path}: epochs 1-2 done, continuing at epoch 3 of 4"
+    )
+    assert (
+        resume_message(path, 4, 4) == f"resuming from {path}: all 4 epochs done; nothing to train"
+    )
 
 
 def test_precise_bn_sets_the_statistics_of_the_final_weights(tmp_path: Path) -> None:
