@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, fields
 from typing import Literal
 
 from featherface.errors import ParamsError
+from featherface.params.checks import at_least
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,8 @@ def _check_synthetic(condition: bool, problem: str) -> None:
 
 @dataclass(frozen=True)
 class DataParams:
-    """``data``: where the images come from and how strictly they are checked."""
+    """``data``: where the images come from and how strictly they are checked
+    (``box_tolerance_px`` and ``landmark_tolerance`` are 0 or more)."""
 
     source: Literal["synthetic", "widerface"] = "synthetic"
     widerface_root: str = "data/widerface"
@@ -98,6 +100,9 @@ class DataParams:
     box_tolerance_px: float = 2.0
     landmark_tolerance: float = 0.5
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+
+    def __post_init__(self) -> None:
+        at_least(self, 0, "box_tolerance_px", "landmark_tolerance")
 
 
 @dataclass(frozen=True)

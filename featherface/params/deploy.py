@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from featherface.params.checks import FieldError, at_least, require
+
 
 @dataclass(frozen=True)
 class PostprocessSettings:
@@ -24,13 +26,9 @@ class PostprocessSettings:
     keep_k: int = 750
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.score_threshold < 1.0:
-            raise ValueError(f"score_threshold must be in [0, 1), got {self.score_threshold}")
-        if not 0.0 <= self.nms_iou <= 1.0:
-            raise ValueError(f"nms_iou must be in [0, 1], got {self.nms_iou}")
-        for name in ("top_k", "keep_k"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        require(self, "score_threshold", lambda value: 0.0 <= value < 1.0, "in [0, 1)")
+        require(self, "nms_iou", lambda value: 0.0 <= value <= 1.0, "in [0, 1]")
+        at_least(self, 1, "top_k", "keep_k")
 
     def postprocess(self) -> PostprocessSettings:
         """The four post-processing values alone, as a plain :class:`PostprocessSettings`."""
@@ -59,30 +57,35 @@ class ExportParams(PostprocessSettings):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.latency_runs < 0:
-            raise ValueError(f"latency_runs must be 0 or more, got {self.latency_runs}")
-        if self.opset < 17:
-            raise ValueError(f"opset must be at least 17, got {self.opset}")
+        at_least(self, 17, "opset")
         if self.deform_conv == "native" and self.opset < 19:
-            raise ValueError(f"deform_conv native needs opset 19 or more, got {self.opset}")
-        if self.trace_size < 32:
-            raise ValueError(f"trace_size must be at least 32, got {self.trace_size}")
-        if self.parity_images < 1:
-            raise ValueError(f"parity_images must be at least 1, got {self.parity_images}")
-        if self.atol < 0 or self.box_atol_px < 0:
-            raise ValueError("atol and box_atol_px must be 0 or more")
+            raise FieldError("deform_conv", f"native needs opset 19 or more, got {self.opset}")
+        at_least(self, 32, "trace_size")
+        at_least(self, 1, "parity_images")
+        at_least(self, 0, "atol", "box_atol_px", "latency_runs")
 
 
 @dataclass(frozen=True)
 class EvaluateParams(PostprocessSettings):
     """``evaluate``: how detections are produced for the WIDER FACE protocol; the
-    post-processing keys are those of :class:`PostprocessSettings`."""
+    post-processing keys are those of :class:`PostprocessSettings`. Ranges (whatever the
+    ``mode``): ``size >= 32``; ``scales`` non-empty, each ``> 0``; ``batch_size >= 1``."""
 
     mode: Literal["original", "resize", "multiscale"] = "original"
     size: int = 640
     scales: tuple[float, ...] = (0.5, 1.0, 1.5)
     flip: bool = True
     batch_size: int = 8
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        at_least(self, 32, "size")
+        require(self, "scales", _positive_numbers, "a non-empty list of numbers > 0")
+        at_least(self, 1, "batch_size")
+
+
+def _positive_numbers(values: tuple[float, ...]) -> bool:
+    return len(values) > 0 and all(value > 0 for value in values)
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,22 @@
 """The sections of the training stages: ``teacher``, ``distill`` (with the distillation
-weights), ``prune``, ``finetune``, and ``launch`` (their processes)."""
+weights), ``prune``, ``finetune``, and ``launch`` (their processes).
+
+Every section checks its ranges on construction (:mod:`.checks`), so a value a stage cannot run
+with fails when ``params.yaml`` is loaded instead of deep inside the stage. Image sides need no
+multiple of 32: the backbone, the BiFPN and the priors work on ``ceil(side / stride)`` cells."""
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from dataclasses import dataclass
 from typing import Literal
+
+from featherface.params.checks import FieldError, at_least, check_seed, positive, require
+
+
+def _non_negative(value: float) -> bool:
+    return value >= 0
 
 
 @dataclass(frozen=True)
@@ -31,13 +42,12 @@ class DistillationWeights:
     mask_margin: float = 0.5
 
     def __post_init__(self) -> None:
-        if self.temperature <= 0:
-            raise ValueError(f"temperature must be positive, got {self.temperature}")
-        for name in ("alpha", "w_cls", "w_box", "w_landm", "w_feat", "mask_margin"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be non-negative, got {getattr(self, name)}")
-        if not 0.0 <= self.confidence <= 1.0:
-            raise ValueError(f"confidence must be in [0, 1], got {self.confidence}")
+        require(self, "alpha", _non_negative, "non-negative")
+        require(self, "temperature", lambda value: value > 0, "positive")
+        for name in ("w_cls", "w_box", "w_landm", "w_feat"):
+            require(self, name, _non_negative, "non-negative")
+        require(self, "confidence", lambda value: 0.0 <= value <= 1.0, "in [0, 1]")
+        require(self, "mask_margin", _non_negative, "non-negative")
 
     @property
     def imitates_features(self) -> bool:
@@ -45,9 +55,22 @@ class DistillationWeights:
         return self.alpha > 0 and self.w_feat > 0
 
 
+def _increasing_epochs(milestones: tuple[int, ...]) -> bool:
+    """Whether ``milestones`` are positive and strictly increasing (as
+    :class:`featherface.engine.optim.ScheduleConfig` needs them)."""
+    pairs = itertools.pairwise(milestones)
+    return all(epoch > 0 for epoch in milestones) and all(a < b for a, b in pairs)
+
+
 @dataclass(frozen=True)
 class TrainParams:
-    """``teacher``: one training run (architecture, data size, optimiser, schedule)."""
+    """``teacher``: one training run (architecture, data size, optimiser, schedule).
+
+    Ranges: ``image_size >= 32``; ``batch_size``, ``epochs >= 1``; ``lr``, ``grad_clip_norm > 0``;
+    ``weight_decay``, ``bn_recalibration_batches``, ``num_workers >= 0``; ``0 <= momentum < 1``;
+    ``0 < warmup_fraction < 1`` and ``0 < gamma <= 1`` (checked whatever the schedule);
+    ``milestones`` positive and strictly increasing; ``seed`` in ``[0, 2**32 - 1]``.
+    """
 
     arch: str = "featherface-v1"
     image_size: int = 256
@@ -68,6 +91,19 @@ class TrainParams:
     amp: bool = True
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        at_least(self, 32, "image_size")
+        at_least(self, 1, "batch_size", "epochs")
+        positive(self, "lr")
+        at_least(self, 0, "weight_decay")
+        require(self, "momentum", lambda value: 0.0 <= value < 1.0, "in [0, 1)")
+        require(self, "warmup_fraction", lambda value: 0.0 < value < 1.0, "in (0, 1)")
+        require(self, "milestones", _increasing_epochs, "strictly increasing positive epochs")
+        require(self, "gamma", lambda value: 0.0 < value <= 1.0, "in (0, 1]")
+        positive(self, "grad_clip_norm")
+        at_least(self, 0, "bn_recalibration_batches", "num_workers")
+        check_seed(self)
+
 
 @dataclass(frozen=True)
 class DistillParams(TrainParams, DistillationWeights):
@@ -80,6 +116,10 @@ class DistillParams(TrainParams, DistillationWeights):
 
     arch: str = "featherface-nano-b"
 
+    def __post_init__(self) -> None:
+        TrainParams.__post_init__(self)
+        DistillationWeights.__post_init__(self)
+
     def weights(self) -> DistillationWeights:
         """The distillation weights alone."""
         names = [f.name for f in dataclasses.fields(DistillationWeights)]
@@ -89,7 +129,13 @@ class DistillParams(TrainParams, DistillationWeights):
 @dataclass(frozen=True)
 class PruneParams:
     """``prune``: the B-FPGM search over per-layer-group FPGM rates (see
-    :mod:`featherface.prune.search` for the objective)."""
+    :mod:`featherface.prune.search` for the objective).
+
+    Ranges: ``rate``, ``tolerance``, ``max_rate`` in ``(0, 1)``; ``penalty >= 0``; ``n_calls``,
+    ``channel_multiple``, ``trial_steps``, ``trial_images``, ``batch_size >= 1``;
+    ``image_size >= 32``; ``lr > 0``; ``num_workers >= 0``; ``seed`` in ``[0, 2**32 - 1]`` (the
+    search's ``gp_minimize`` seeds numpy's ``RandomState`` with it).
+    """
 
     rate: float = 0.6
     tolerance: float = 0.03
@@ -106,14 +152,15 @@ class PruneParams:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.rate < 1.0:
-            raise ValueError(f"rate must be in (0, 1), got {self.rate}")
-        if not 0.0 < self.max_rate < 1.0:
-            raise ValueError(f"max_rate must be in (0, 1), got {self.max_rate}")
-        names = ("n_calls", "channel_multiple", "trial_steps", "trial_images")
-        for name in (*names, "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("rate", "tolerance", "max_rate"):
+            require(self, name, lambda value: 0.0 < value < 1.0, "in (0, 1)")
+        at_least(self, 0, "penalty")
+        at_least(self, 1, "n_calls", "channel_multiple", "trial_steps", "trial_images")
+        at_least(self, 32, "image_size")
+        at_least(self, 1, "batch_size")
+        positive(self, "lr")
+        at_least(self, 0, "num_workers")
+        check_seed(self)
 
 
 @dataclass(frozen=True)
@@ -131,10 +178,9 @@ class FinetuneParams(TrainParams):
     bn_recalibration_batches: int = 10
 
     def __post_init__(self) -> None:
-        if self.soft_epochs < 0:
-            raise ValueError(f"soft_epochs must be 0 or more, got {self.soft_epochs}")
-        if self.mask_interval < 1:
-            raise ValueError(f"mask_interval must be at least 1, got {self.mask_interval}")
+        super().__post_init__()
+        at_least(self, 0, "soft_epochs")
+        at_least(self, 1, "mask_interval")
 
 
 @dataclass(frozen=True)
@@ -149,12 +195,9 @@ class LaunchParams:
     rdzv_endpoint: str = ""
 
     def __post_init__(self) -> None:
-        if self.nproc_per_node < 1 or self.nnodes < 1:
-            raise ValueError(
-                f"nproc_per_node and nnodes must be at least 1, got {self.nproc_per_node} "
-                f"and {self.nnodes}"
-            )
+        at_least(self, 1, "nproc_per_node", "nnodes")
         if self.nnodes > 1 and ":" not in self.rdzv_endpoint:
-            raise ValueError(
-                f"nnodes {self.nnodes} needs rdzv_endpoint as host:port, got {self.rdzv_endpoint!r}"
+            raise FieldError(
+                "nnodes",
+                f"{self.nnodes} needs rdzv_endpoint as host:port, got {self.rdzv_endpoint!r}",
             )
