@@ -133,13 +133,24 @@ def wider_ap(
     ] = False,
 ) -> None:
     """WIDER FACE easy/medium/hard AP with the official protocol."""
+    import warnings
+
     from featherface.evaluate.ground_truth import load_ground_truth
-    from featherface.evaluate.predictions import read_prediction_dir
+    from featherface.evaluate.predictions import EvaluationWarning, read_prediction_dir
     from featherface.evaluate.wider_ap import evaluate
 
-    truth = load_ground_truth(gt)
-    found = read_prediction_dir(predictions, truth.expected(), missing_as_empty=missing_as_empty)
-    result = evaluate(found, truth, missing_as_empty=missing_as_empty)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", EvaluationWarning)
+        try:
+            truth = load_ground_truth(gt)
+            found = read_prediction_dir(
+                predictions, truth.expected(), missing_as_empty=missing_as_empty
+            )
+            result = evaluate(found, truth, missing_as_empty=missing_as_empty)
+        finally:
+            for warning in caught:
+                line = " ".join(str(warning.message).split())
+                console.print(f"warning: {line}", markup=False, highlight=False, soft_wrap=True)
     if not json_output:
         table = Table(title=f"WIDER FACE AP of {predictions}")
         for column in ("setting", "faces", "AP"):

@@ -4,7 +4,9 @@ Behaviour of ``widerface_evaluate/evaluation.py`` (biubug6/Pytorch_Retinaface) k
 
 1. Scores are min-max normalised once over every prediction given (all images, all events, also
    images absent from the ground truth): ``s' = (s - lo) / (hi - lo)`` with
-   ``lo = min(1, min s)`` and ``hi = max(0, max s)``.
+   ``lo = min(1, min s)`` and ``hi = max(0, max s)``. When every score is the same value in
+   ``[0, 1]``, ``hi - lo`` is 0, every ``s'`` is NaN, nothing passes a threshold and AP is 0;
+   that result is kept, with an :class:`~featherface.evaluate.predictions.EvaluationWarning`.
 2. Images of the ground truth with no boxes, or with no predictions, add nothing but their kept
    faces to ``count_face``. Images with boxes but none kept in a setting are evaluated: their
    detections are false positives unless they match an (ignored) face.
@@ -29,6 +31,7 @@ face in file order.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +42,11 @@ import pandas as pd
 from featherface.data.schema import DIFFICULTIES, KEEP_COLUMNS
 from featherface.data.wider_mat import read_ground_truth
 from featherface.errors import FeatherFaceError
-from featherface.evaluate.predictions import Predictions
+from featherface.evaluate.predictions import (
+    EvaluationWarning,
+    Predictions,
+    warn_if_mostly_missing,
+)
 
 IOU_THRESHOLD = 0.5
 NUM_THRESHOLDS = 1000
@@ -155,7 +162,10 @@ def score_thresholds(count: int = NUM_THRESHOLDS) -> np.ndarray:
 
 
 def _checked(predictions: Mapping[str, Mapping[str, np.ndarray]]) -> Predictions:
-    """Every array as ``float64[N, 5]`` (an empty one may have any shape); else ValueError."""
+    """Every array as finite ``float64[N, 5]`` (an empty one may have any shape); else ValueError.
+
+    A NaN or infinite value would make the score normalisation, hence every AP, meaningless.
+    """
     result: Predictions = {}
     for event, images in predictions.items():
         result[event] = {}
@@ -165,6 +175,9 @@ def _checked(predictions: Mapping[str, Mapping[str, np.ndarray]]) -> Predictions
                 array = array.reshape(0, 5)
             if array.ndim != 2 or array.shape[1] != 5:
                 raise ValueError(f"predictions[{event!r}][{name!r}] has shape {array.shape}")
+            if not np.isfinite(array).all():
+                row = int(np.flatnonzero(~np.isfinite(array).all(axis=1))[0])
+                raise ValueError(f"predictions[{event!r}][{name!r}] row {row} is not finite")
             result[event][name] = array
     return result
 
@@ -228,9 +241,23 @@ def _lookup(
         raise FeatherFaceError(
             f"{len(missing)} images have no predictions: {', '.join(missing[:_LISTED_MISSING])}"
             + (f" and {more} more" if more > 0 else "")
-            + "; set missing_as_empty to count them as images without detections"
+            + "; use --missing-as-empty to count them as images without detections"
         )
+    warn_if_mostly_missing(len(missing), len(truth.images), "predictions", stacklevel=3)
     return found
+
+
+def _warn_if_unrankable(predictions: Predictions, score_lo: float, score_hi: float) -> None:
+    """An :class:`EvaluationWarning` when the normalisation divides 0 by 0 (AP 0 by protocol)."""
+    if score_hi != score_lo:
+        return
+    count = sum(len(boxes) for images in predictions.values() for boxes in images.values())
+    if count:
+        message = (
+            f"all {count} scores are equal ({score_lo}): the official protocol's thresholds "
+            "cannot rank them, AP is 0"
+        )
+        warnings.warn(message, EvaluationWarning, stacklevel=3)
 
 
 def _match(
@@ -312,11 +339,14 @@ def evaluate(
 
     Rows are ``(x, y, w, h, score)`` in file order (see the module docstring for the exact
     protocol). An image of ``ground_truth`` without an entry raises :class:`FeatherFaceError`
-    unless ``missing_as_empty`` (then it has no detections).
+    unless ``missing_as_empty`` (then it has no detections). Results the protocol defines but
+    that are likely mistakes (all scores equal, so AP 0; more than half of the images without
+    an entry) come with an :class:`~featherface.evaluate.predictions.EvaluationWarning`.
     """
     predictions = _checked(predictions)
     found = _lookup(predictions, ground_truth, missing_as_empty)
     score_lo, score_hi = score_range(predictions)
+    _warn_if_unrankable(predictions, score_lo, score_hi)
     thresholds = score_thresholds(num_thresholds)
     face, first = _match(
         ground_truth, found, score_lo, score_hi - score_lo, iou_threshold, thresholds

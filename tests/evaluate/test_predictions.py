@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 
 from featherface.errors import AnnotationError, FeatherFaceError
 from featherface.evaluate.predictions import (
+    EvaluationWarning,
     format_prediction_file,
     parse_prediction_text,
     prediction_array,
@@ -61,6 +63,69 @@ def test_malformed_lines_name_the_file_and_line(line: str) -> None:
     with pytest.raises(AnnotationError, match=r"^a\.txt:4: expected 'x y w h score'") as error:
         parse_prediction_text(f"a\n2\n1 1 1 1 0.5\n{line}\n", "a.txt")
     assert error.value.line == 4
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        ("1 2 3 4 nan", "score is nan"),
+        ("1 2 3 4 NaN ", "score is nan"),
+        ("1 2 3 4 inf", "score is inf"),
+        ("1 2 3 4 -Infinity", "score is -inf"),
+        ("1 2 3 4 1e999", "score is inf"),
+        ("nan 2 3 4 0.5", "x is nan"),
+        ("1 -inf 3 4 0.5", "y is -inf"),
+        ("1 2 inf 4 0.5", "w is inf"),
+        ("1 2 3 -nan 0.5", "h is nan"),
+        ("1 2 3 " + "9" * 400 + " 0.5", "h is inf"),
+    ],
+)
+def test_non_finite_values_name_the_file_and_line(tmp_path: Path, line: str, problem: str) -> None:
+    # The official reader accepts these; one such score makes every AP of the set 0.
+    path = _write(tmp_path, "0--Parade", "x", f"x\n3\n1 1 5 5 0.9\n{line}\n2 2 5 5 0.8\n")
+    expected = rf"^{re.escape(str(path))}:4: {re.escape(problem)}, not a finite number$"
+    with pytest.raises(AnnotationError, match=expected) as error:
+        read_prediction_file(path)
+    assert error.value.line == 4
+    with pytest.raises(AnnotationError, match=expected):
+        read_prediction_dir(tmp_path, {"0--Parade": ["x"]}, missing_as_empty=True)
+
+
+def test_the_first_bad_line_in_file_order_is_named() -> None:
+    text = "a\n3\n1 1 5 5 0.9\n1 1 5 5 inf\n1 1 5 5\n1 1 5 5 nan\n"
+    with pytest.raises(AnnotationError, match=r"^a\.txt:4: score is inf, not a finite number$"):
+        parse_prediction_text(text, "a.txt")
+    text = "a\n3\n1 1 5 5\n1 1 5 5 inf\n"
+    with pytest.raises(AnnotationError, match=r"^a\.txt:3: expected 'x y w h score'"):
+        parse_prediction_text(text, "a.txt")
+
+
+def test_negative_and_huge_finite_values_are_kept() -> None:
+    # Boxes outside the image, degenerate boxes and negative scores are valid input officially.
+    text = "a\n3\n-5 -6 -7 0 -0.5\n1e308 -1e308 1 1 -1e300\n0 0 1 1 1.5\n"
+    _, boxes = parse_prediction_text(text, "a.txt")
+    expected = [[-5, -6, -7, 0, -0.5], [1e308, -1e308, 1, 1, -1e300], [0, 0, 1, 1, 1.5]]
+    np.testing.assert_array_equal(boxes, expected)
+
+
+@pytest.mark.parametrize(
+    ("data", "line", "column"),
+    [
+        (b"a\n1\n1 1 5 5 0.\xff9\n", 3, 11),
+        (b"\xc3(\n0\n", 1, 1),
+        (b"a\r\n1\r\n1 1 5 5 0.9\r\n\xe2\x82\n", 4, 1),
+        (b"a\r1\r\xed\xa0\x80\n", 3, 1),
+    ],
+    ids=["in a box line", "in the name", "after CRLF lines", "surrogate after CR lines"],
+)
+def test_bytes_that_are_not_utf8_name_line_and_column(
+    tmp_path: Path, data: bytes, line: int, column: int
+) -> None:
+    path = tmp_path / "a.txt"
+    path.write_bytes(data)
+    expected = rf"^{re.escape(str(path))}:{line}: not UTF-8 text: byte 0x.. at column {column}$"
+    with pytest.raises(AnnotationError, match=expected):
+        read_prediction_file(path)
 
 
 def test_read_file_refuses_empty_and_absent_files(tmp_path: Path) -> None:
@@ -148,7 +213,8 @@ def test_missing_and_empty_files_are_listed_in_one_line(tmp_path: Path) -> None:
     assert "0--A/b.txt (empty)" in message
     assert "0--A/c.txt (missing)" in message
     assert "1--B/d.txt (missing)" in message
-    assert "missing_as_empty" in message
+    assert message.endswith("; use --missing-as-empty to count them as images without detections")
+    assert "missing_as_empty" not in message  # users type the flag, not the Python argument
     predictions = read_prediction_dir(tmp_path, expected, missing_as_empty=True)
     assert {name: boxes.shape for name, boxes in predictions["0--A"].items()} == {
         "a": (1, 5),
@@ -163,6 +229,27 @@ def test_empty_file_is_an_error_without_expected_names(tmp_path: Path) -> None:
     with pytest.raises(FeatherFaceError, match=r"0--A/b\.txt \(empty\)"):
         read_prediction_dir(tmp_path)
     assert read_prediction_dir(tmp_path, missing_as_empty=True)["0--A"]["b"].shape == (0, 5)
+
+
+def test_missing_as_empty_warns_when_most_images_have_no_file(tmp_path: Path) -> None:
+    _write(tmp_path, "0--A", "a", "a\n1\n1 1 5 5 0.9\n")
+    _write(tmp_path, "0--A", "b", "b\n1\n1 1 5 5 0.9\n")
+    expected = {"0--A": ["a", "b", "c"], "1--B": [f"d{index}" for index in range(3)]}
+    with pytest.warns(EvaluationWarning) as caught:
+        read_prediction_dir(tmp_path, expected, missing_as_empty=True)
+    (warning,) = caught
+    message = str(warning.message)
+    assert message.startswith(
+        f"4 of 6 ground-truth images have no prediction file in {tmp_path} and count as images "
+        "without detections (--missing-as-empty)"
+    )
+    assert "\n" not in message
+    assert warning.filename == __file__  # points at the caller
+    # Half or fewer missing: the option's ordinary use, no warning.
+    _write(tmp_path, "1--B", "d0", "d0\n0\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", EvaluationWarning)
+        read_prediction_dir(tmp_path, expected, missing_as_empty=True)
 
 
 def test_long_lists_are_cut_with_a_count(tmp_path: Path) -> None:

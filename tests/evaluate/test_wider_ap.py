@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import json
+import re
 import tarfile
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from typer.testing import CliRunner
 
+from featherface.cli import app
 from featherface.data.schema import FACE_COLUMNS, conform_faces, conform_images
 from featherface.errors import FeatherFaceError
-from featherface.evaluate.predictions import read_prediction_dir, write_prediction_file
+from featherface.evaluate.predictions import (
+    EvaluationWarning,
+    read_prediction_dir,
+    write_prediction_file,
+)
 from featherface.evaluate.wider_ap import (
     GroundTruthImage,
     WiderGroundTruth,
@@ -28,6 +36,7 @@ from tests.helpers import reference_root
 F0, F1, F2 = (0, 0, 9, 9), (100, 0, 9, 9), (200, 0, 9, 9)
 NOWHERE = (300, 0, 9, 9)
 KEEP = {"easy": [0], "medium": [0, 1], "hard": [0, 1, 2]}
+ONLY = {"easy": [0], "medium": [0], "hard": [0]}  # one face, kept everywhere
 
 
 def _image(event: str, name: str, boxes: list, keep: dict[str, list[int]]) -> GroundTruthImage:
@@ -75,10 +84,33 @@ def test_file_order_is_kept_not_re_sorted() -> None:
 
 def test_equal_scores_over_the_whole_set_give_zero_ap() -> None:
     # lo = hi = 0.5: the official normalisation divides 0 by 0, every score becomes NaN and no
-    # detection passes any threshold.
-    result = evaluate({"0--A": {"a": _rows((F0, 0.5), (F1, 0.5), (F2, 0.5))}}, _truth())
+    # detection passes any threshold. The result is kept, with a warning saying why.
+    expected = (
+        "all 3 scores are equal (0.5): the official protocol's thresholds cannot rank them, AP is 0"
+    )
+    predictions = {"0--A": {"a": _rows((F0, 0.5), (F1, 0.5), (F2, 0.5))}}
+    with pytest.warns(EvaluationWarning, match=f"^{re.escape(expected)}$") as caught:
+        result = evaluate(predictions, _truth())
     assert result.ap == {"easy": 0.0, "medium": 0.0, "hard": 0.0}
     assert np.isnan(result.curves["hard"][1]).all()
+    assert [warning.filename for warning in caught] == [__file__]
+
+
+def test_ranked_or_absent_scores_do_not_warn() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", EvaluationWarning)
+        # Equal scores above 1 normalise to 1 (lo = 1, hi = s): the protocol counts them all.
+        ap = _ap({"0--A": {"a": _rows((F0, 2.0), (F1, 2.0), (F2, 2.0))}})
+        assert ap["hard"] == pytest.approx(1.0, abs=1e-12)
+        assert _ap({"0--A": {"a": _rows((F0, 0.9), (F1, 0.5))}})["medium"] > 0
+        assert _ap({"0--A": {"a": np.zeros((0, 5))}}) == {"easy": 0, "medium": 0, "hard": 0}
+
+
+def test_non_finite_predictions_in_memory_are_refused() -> None:
+    rows = _rows((F0, 0.9), (F1, 0.5))
+    rows[1, 4] = np.nan
+    with pytest.raises(ValueError, match=r"predictions\['0--A'\]\['a'\] row 1 is not finite"):
+        evaluate({"0--A": {"a": rows}}, _truth())
 
 
 def test_scores_are_normalised_over_images_outside_the_ground_truth() -> None:
@@ -110,13 +142,32 @@ def test_missing_image_is_an_error_unless_counted_as_empty() -> None:
     second = _image("0--A", "b", [F0], {"easy": [0], "medium": [0], "hard": [0]})
     truth = _truth(_image("0--A", "a", [F0, F1, F2], KEEP), second)
     predictions = {"0--A": {"a": _rows((F0, 0.9), (NOWHERE, 0.5))}}
-    with pytest.raises(FeatherFaceError, match=r"1 images have no predictions: 0--A/b;"):
+    message = (
+        "1 images have no predictions: 0--A/b; use --missing-as-empty to count them as images "
+        "without detections"
+    )
+    with pytest.raises(FeatherFaceError, match=f"^{re.escape(message)}$"):
         evaluate(predictions, truth)
     result = evaluate(predictions, truth, missing_as_empty=True)
     assert result.faces == {"easy": 2, "medium": 3, "hard": 4}
     assert result.ap["easy"] == pytest.approx(0.5, abs=1e-12)
     predictions["0--A"]["b"] = np.zeros((0, 5))
     assert _ap(predictions, truth) == result.ap
+
+
+def test_missing_as_empty_warns_when_most_images_are_missing() -> None:
+    others = [_image("0--A", f"m{index}", [F0], ONLY) for index in range(3)]
+    truth = _truth(_image("0--A", "a", [F0, F1, F2], KEEP), *others)
+    predictions = {"0--A": {"a": _rows((F0, 0.9), (NOWHERE, 0.5))}}
+    with pytest.warns(EvaluationWarning) as caught:
+        result = evaluate(predictions, truth, missing_as_empty=True)
+    (warning,) = caught
+    assert str(warning.message).startswith(
+        "3 of 4 ground-truth images have no predictions and count as images without detections "
+        "(--missing-as-empty)"
+    )
+    assert warning.filename == __file__
+    assert result.ap["easy"] == pytest.approx(0.25, abs=1e-12)
 
 
 def test_empty_prediction_file_with_the_option(tmp_path: Path) -> None:
@@ -250,3 +301,60 @@ def test_val4_reference_predictions(
     assert truth.face_counts() == {s: faces[s] for s in ("easy", "medium", "hard")}
     predictions = read_prediction_dir(val4 / "reference_predictions" / model, truth.expected())
     assert evaluate(predictions, truth).ap == pytest.approx(expected["ap"][model], abs=1e-9)
+
+
+# The command: errors and warnings as one line each on stderr.
+
+
+def _cli(monkeypatch: pytest.MonkeyPatch, truth: WiderGroundTruth, *arguments: str):
+    """Run ``featherface wider-ap`` with ``truth`` as whatever ``--gt`` names."""
+    import featherface.evaluate.ground_truth as ground_truth
+
+    monkeypatch.setattr(ground_truth, "load_ground_truth", lambda source: truth)
+    return CliRunner().invoke(app, ["wider-ap", *arguments, "--gt", "gt"])
+
+
+def test_cli_refuses_a_nan_score_naming_file_and_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "pred" / "0--A" / "a.txt"
+    path.parent.mkdir(parents=True)
+    path.write_text("a\n3\n0 0 9 9 0.9\n100 0 9 9 nan\n200 0 9 9 0.7\n")
+    result = _cli(monkeypatch, _truth(), str(tmp_path / "pred"))
+    # Before: exit 0 and {"easy": 0.0, "medium": 0.0, "hard": 0.0} (the NaN poisons the
+    # normalisation of every score).
+    assert result.exit_code == 1
+    assert result.stderr == f"error: {path}:4: score is nan, not a finite number\n"
+    assert result.stdout == ""
+
+
+def test_cli_prints_each_warning_as_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "pred"
+    corners = np.array([[0, 0, 9, 9], [100, 0, 109, 9]])
+    write_prediction_file(folder / "0--A" / "a.txt", "a", corners, [0.5, 0.5])
+    others = [_image("1--B", f"b{index}", [F0], ONLY) for index in range(3)]
+    truth = _truth(_image("0--A", "a", [F0, F1, F2], KEEP), *others)
+    result = _cli(monkeypatch, truth, str(folder), "--json", "--missing-as-empty")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {"easy": 0.0, "medium": 0.0, "hard": 0.0}
+    assert result.stderr.splitlines() == [
+        f"warning: 3 of 4 ground-truth images have no prediction file in {folder} and count as "
+        "images without detections (--missing-as-empty), so the AP is not that of the "
+        "predictions given: is --gt the ground truth they were made for?",
+        "warning: all 2 scores are equal (0.5): the official protocol's thresholds cannot rank "
+        "them, AP is 0",
+    ]
+
+
+def test_cli_error_for_missing_files_names_the_flag(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "pred" / "0--A").mkdir(parents=True)
+    result = _cli(monkeypatch, _truth(), str(tmp_path / "pred"))
+    assert result.exit_code == 1
+    assert result.stderr.endswith(
+        "; use --missing-as-empty to count them as images without detections\n"
+    )
+    assert "missing_as_empty" not in result.stderr
