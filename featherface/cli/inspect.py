@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.table import Table
 
+from featherface.errors import FeatherFaceError
 from featherface.terminal import OutOption, StudentOption, console, reports_errors
 
 
@@ -92,17 +93,26 @@ def import_weights(
 
 @reports_errors
 def info(
-    name: Annotated[str, typer.Argument(help="Registered model name, e.g. featherface-v1.")],
+    name: Annotated[
+        str,
+        typer.Argument(
+            help="Registered model name (e.g. featherface-v1), a .pt checkpoint of this package "
+            "(e.g. stages/finetune/model.pt) or an .onnx file."
+        ),
+    ],
     json_output: Annotated[
         bool, typer.Option("--json", help="Print JSON instead of a table.")
     ] = False,
     size: Annotated[int, typer.Option(help="Square input side for GMACs and anchors.")] = 640,
 ) -> None:
-    """Per-module parameters (true and paper convention), GMACs and anchors of a model."""
-    from featherface.models import build_model
+    """Per-module parameters (true and paper convention), GMACs and anchors of a model; for an
+    ONNX file its stored weights, inputs, outputs and export metadata."""
     from featherface.models.summary import model_summary
 
-    summary = model_summary(build_model(name), name, size)
+    if name.endswith(".onnx"):
+        _onnx_info(Path(name), json_output)
+        return
+    summary = model_summary(_network(name), name, size)
     if json_output:
         typer.echo(json.dumps(summary, indent=2))
         return
@@ -118,6 +128,40 @@ def info(
     )
     console.print(table)
     console.print(f"anchors at {size}x{size}: {summary['anchors']:,}")
+
+
+def _network(name: str) -> Any:
+    """The network ``featherface info`` describes: a checkpoint file (``*.pt``, loaded without
+    running code) or a registered name."""
+    from featherface.models import build_model
+    from featherface.models.checkpoint import load_checkpoint
+
+    if name.endswith(".pt"):
+        if not Path(name).is_file():
+            raise FeatherFaceError(f"{name}: checkpoint not found")
+        return load_checkpoint(name).eval()
+    return build_model(name)
+
+
+def _onnx_info(path: Path, json_output: bool) -> None:
+    from featherface.export.onnx_export import onnx_summary
+
+    if not path.is_file():
+        raise FeatherFaceError(f"{path}: ONNX file not found")
+    summary = onnx_summary(path)
+    if json_output:
+        typer.echo(json.dumps(summary, indent=2))
+        return
+    metadata = summary["metadata"]
+    console.print(f"{path}: ONNX opset {summary['opset']}")
+    console.print(f"stored weights (BatchNorm folded): {summary['graph_weights']:,}")
+    if "params_total" in metadata:
+        console.print(
+            f"exported from {metadata.get('arch')}: {metadata['params_total']:,} parameters"
+        )
+    console.print(
+        f"inputs: {', '.join(summary['inputs'])}; outputs: {', '.join(summary['outputs'])}"
+    )
 
 
 @reports_errors

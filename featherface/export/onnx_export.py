@@ -180,9 +180,37 @@ def save_onnx(model: onnx.ModelProto, path: str | Path, metadata: Mapping[str, s
 
 def read_metadata(path: str | Path) -> dict[str, object]:
     """The ``featherface.*`` metadata of an ONNX file, prefix removed, values decoded."""
-    model = onnx.load(str(path), load_external_data=False)
+    return graph_metadata(onnx.load(str(path), load_external_data=False))
+
+
+def graph_metadata(model: onnx.ModelProto) -> dict[str, object]:
+    """The ``featherface.*`` metadata of a loaded ONNX model, prefix removed, values decoded."""
     return {
         entry.key.removeprefix(METADATA_PREFIX): json.loads(entry.value)
         for entry in model.metadata_props
         if entry.key.startswith(METADATA_PREFIX)
+    }
+
+
+def onnx_summary(path: str | Path) -> dict[str, Any]:
+    """What ``featherface info`` shows of an ONNX file: ``graph_weights`` (elements of the stored
+    initializers, BatchNorm folded in), ``opset``, the graph's ``inputs`` and ``outputs`` and
+    the ``featherface.*`` metadata of :func:`export_metadata` (``arch``, the source checkpoint's
+    true ``params_total``, ...) when the file has it."""
+    import numpy as np
+    from onnx import numpy_helper
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as error:  # onnx raises DecodeError and others for a file that is no graph
+        raise FeatherFaceError(f"{path}: not a readable ONNX file ({error})") from None
+    graph = model.graph
+    weights = sum(int(np.prod(numpy_helper.to_array(t).shape)) for t in graph.initializer)
+    return {
+        "file": str(path),
+        "graph_weights": weights,
+        "opset": max((entry.version for entry in model.opset_import), default=0),
+        "inputs": [value.name for value in graph.input],
+        "outputs": [value.name for value in graph.output],
+        "metadata": graph_metadata(model),
     }

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from featherface.cli import app
 from featherface.detection import num_priors
+from featherface.detection.priors import PriorConfig
 from featherface.errors import FeatherFaceError
 from featherface.models import build_model, list_models, register_model
 from featherface.models.checkpoint import load_checkpoint, save_checkpoint
@@ -83,6 +84,28 @@ def test_info_table_and_unknown_model() -> None:
     assert table.exit_code == 0 and "426,608" in table.output
     unknown = runner.invoke(app, ["info", "nope"])
     assert unknown.exit_code == 1 and "unknown model 'nope'" in unknown.output
+
+
+def test_info_takes_a_checkpoint_or_an_onnx_file(tmp_path: Path) -> None:
+    """The pruned model a user wants to inspect is a file, not a registered name."""
+    from featherface.export.onnx_export import export_metadata, raw_graph, save_onnx
+    from featherface.params import PostprocessSettings
+
+    model = build_model("featherface-nano-b", neck_channels=16).eval()
+    save_checkpoint(tmp_path / "small.pt", "featherface-nano-b", model)
+    count = sum(p.numel() for p in model.parameters())
+    runner = CliRunner()
+    checkpoint = runner.invoke(app, ["info", str(tmp_path / "small.pt"), "--json"])
+    assert checkpoint.exit_code == 0, checkpoint.output
+    assert json.loads(checkpoint.output)["params_total"] == count
+    metadata = export_metadata("featherface-nano-b", count, PriorConfig(), PostprocessSettings())
+    save_onnx(raw_graph(model, 19, 64, "native"), tmp_path / "small.onnx", metadata)
+    graph = runner.invoke(app, ["info", str(tmp_path / "small.onnx")])
+    assert graph.exit_code == 0, graph.output
+    assert f"exported from featherface-nano-b: {count:,} parameters" in graph.output
+    assert "inputs: images; outputs: loc, conf, landm" in graph.output
+    missing = runner.invoke(app, ["info", str(tmp_path / "absent.pt")])
+    assert missing.exit_code == 1 and "absent.pt: checkpoint not found" in missing.output
 
 
 def test_import_weights(reference: Path, tmp_path: Path) -> None:
