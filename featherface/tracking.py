@@ -9,6 +9,10 @@
   parameters, 12 hex digits) and ``featherface.pipeline`` (:func:`pipeline_id`, shared by the
   stages of one pipeline execution).
 - Only rank 0 of a ``torchrun`` job logs; the other ranks get the no-op :class:`Tracker`.
+- Stages may start at the same moment in separate processes (parallel experiments). Creating
+  the default store and creating an experiment are serialised by an exclusive lock on
+  ``<repo root>/mlruns/.mlflow.lock``; on any store, losing the race to create an experiment
+  means using the one the winner created.
 - Logging is explicit: nothing here runs at import time, and ``mlflow`` is imported lazily;
   this module, the model registry (:mod:`featherface.export.registry`) and
   :mod:`featherface.runs` are the only ones that import it.
@@ -26,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 TAG_PREFIX = "featherface."
+STORE_LOCK = ".mlflow.lock"
 
 
 def repo_root(start: Path | None = None) -> Path:
@@ -43,8 +48,12 @@ def tracking_uri(root: Path | None = None) -> str:
     """The MLflow tracking URI under the conventions above."""
     if os.environ.get("MLFLOW_TRACKING_URI"):
         return os.environ["MLFLOW_TRACKING_URI"]
-    store = (root or repo_root()) / "mlruns"
-    return f"sqlite:///{store / 'mlflow.db'}"
+    return _default_uri(root or repo_root())
+
+
+def _default_uri(root: Path) -> str:
+    """The sqlite store under ``root``, used when ``MLFLOW_TRACKING_URI`` is unset."""
+    return f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"
 
 
 def artifact_root(root: Path | None = None) -> Path:
@@ -118,13 +127,77 @@ def is_rank_zero() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
+@contextmanager
+def _store_lock(uri: str) -> Iterator[None]:
+    """Hold an exclusive lock on ``.mlflow.lock`` next to the database while ``uri`` is a local
+    sqlite store (``sqlite:///PATH``: the default one, or one named by ``MLFLOW_TRACKING_URI``).
+
+    MLflow creates a new sqlite store (tables, then dozens of migrations) without any guard, so
+    two processes opening the same new store both try it and one fails with ``table ... already
+    exists``; two processes creating the same experiment collide likewise. The lock (``flock``,
+    released when the file closes, even if the process dies) makes the processes of this
+    machine take turns. Any other store may be a server shared by many machines, where a local
+    lock proves nothing, so it gets no lock (and no lock file); neither does a platform without
+    ``fcntl`` (Windows). A lost race to create an experiment there is handled by
+    :func:`_experiment_id`.
+    """
+    if os.name != "posix" or not uri.startswith("sqlite:///"):
+        yield
+        return
+    import fcntl
+
+    path = Path(uri.removeprefix("sqlite:///")).parent / STORE_LOCK
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _already_exists(error: BaseException) -> bool:
+    """Whether ``error`` says that the experiment being created exists already.
+
+    MLflow reports it as an ``MlflowException`` with error code ``RESOURCE_ALREADY_EXISTS``: the
+    SQL stores wrap the ``IntegrityError`` of the unique name constraint in one, and a tracking
+    server answers with that code. A database ``IntegrityError`` that escapes the wrapping (or
+    is wrapped otherwise) is recognised anywhere in the chain of causes.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if getattr(current, "error_code", None) == "RESOURCE_ALREADY_EXISTS":
+            return True
+        if type(current).__name__ == "IntegrityError":
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
 def _experiment_id(mlflow: Any, name: str, root: Path) -> str:
+    """The id of the experiment ``name``, created (artifacts under :func:`artifact_root`) when
+    missing.
+
+    Another process may create it between the look-up and the creation; the creation then fails
+    as already existing, and the experiment it created is read back and used, so both processes
+    log into the one experiment instead of one of them losing its run.
+    """
     experiment = mlflow.get_experiment_by_name(name)
     if experiment is not None:
         return experiment.experiment_id
     location = artifact_root(root) / name
     location.mkdir(parents=True, exist_ok=True)
-    return mlflow.create_experiment(name, artifact_location=location.as_uri())
+    try:
+        return mlflow.create_experiment(name, artifact_location=location.as_uri())
+    except Exception as error:
+        if not _already_exists(error):
+            raise
+        experiment = mlflow.get_experiment_by_name(name)
+        if experiment is None:
+            raise
+        return experiment.experiment_id
 
 
 def _numbers(metrics: Mapping[str, Any]) -> dict[str, float]:
@@ -216,8 +289,12 @@ def stage_run(
     root = repo_root()
     if not os.environ.get("MLFLOW_TRACKING_URI"):
         (root / "mlruns").mkdir(parents=True, exist_ok=True)
-    mlflow.set_tracking_uri(tracking_uri(root))
-    experiment_id = _experiment_id(mlflow, experiment, root)
+    uri = tracking_uri(root)
+    mlflow.set_tracking_uri(uri)
+    with _store_lock(uri):
+        # The first request to a store creates it (tables and migrations), so the look-up in
+        # _experiment_id initialises a new store while the lock is held.
+        experiment_id = _experiment_id(mlflow, experiment, root)
     run_tags = {**stage_tags(stage, params, root), **dict(tags or {})}
     with mlflow.start_run(experiment_id=experiment_id, run_name=stage, tags=run_tags):
         tracker = MlflowTracker(mlflow, experiment_id, run_tags)

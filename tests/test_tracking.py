@@ -162,3 +162,112 @@ def test_only_tracking_the_registry_and_runs_import_mlflow() -> None:
             if any(name.split(".")[0] == "mlflow" for name in names):
                 importers.add(path.relative_to(package).as_posix())
     assert importers == owners
+
+
+def test_default_store_is_locked_while_the_experiment_is_found_or_created(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Store creation and experiment creation happen under ``mlruns/.mlflow.lock`` (another
+    process trying to take it meanwhile would wait); the lock is released for the run."""
+    import fcntl
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path))
+    lock = tmp_path / "mlruns" / tracking.STORE_LOCK
+    find_or_create = tracking._experiment_id
+
+    def try_lock() -> bool:
+        """Whether an exclusive lock on the lock file can be taken now (through another open
+        file, which ``flock`` treats like another process)."""
+        with lock.open("a") as handle:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+            return True
+
+    held = []
+
+    def spy(mlflow: object, name: str, root: Path) -> str:
+        held.append(not try_lock())
+        return find_or_create(mlflow, name, root)
+
+    monkeypatch.setattr(tracking, "_experiment_id", spy)
+    with tracking.stage_run("prepare", {}, experiment="locked"):
+        assert try_lock()
+    # mlflow.set_tracking_uri exported MLFLOW_TRACKING_URI: still the default store, still locked.
+    with tracking.stage_run("teacher", {}, experiment="locked-too"):
+        assert try_lock()
+    assert held == [True, True]
+
+
+def test_only_local_sqlite_stores_get_a_lock(tmp_path: Path) -> None:
+    """A server other machines use is not serialised by a local lock, so none is taken (and no
+    lock file is made); a sqlite file named by ``MLFLOW_TRACKING_URI`` is locked beside it."""
+    with tracking._store_lock("http://tracking.example:5000"):
+        pass
+    assert list(tmp_path.iterdir()) == []
+    with tracking._store_lock(f"sqlite:///{tmp_path / 'elsewhere' / 'mlflow.db'}"):
+        assert (tmp_path / "elsewhere" / tracking.STORE_LOCK).is_file()
+
+
+class _RacedMlflow:
+    """An ``mlflow`` stand-in whose experiment another process creates between this process's
+    look-up and its ``create_experiment`` call, which fails with ``error``."""
+
+    def __init__(self, error: Exception, created_by_other: bool = True) -> None:
+        self.error = error
+        self.lookups = 0
+        self.created_by_other = created_by_other
+
+    def get_experiment_by_name(self, name: str) -> object | None:
+        from types import SimpleNamespace
+
+        self.lookups += 1
+        if self.lookups == 1 or not self.created_by_other:
+            return None
+        return SimpleNamespace(experiment_id="17")
+
+    def create_experiment(self, name: str, artifact_location: str) -> str:
+        raise self.error
+
+
+def _integrity_error() -> Exception:
+    """A database ``IntegrityError`` as SQLAlchemy raises it, with its DBAPI error as cause."""
+    import sqlite3
+
+    from sqlalchemy.exc import IntegrityError
+
+    cause = sqlite3.IntegrityError("UNIQUE constraint failed: experiments.name")
+    try:
+        raise IntegrityError("INSERT INTO experiments", {}, cause) from cause
+    except IntegrityError as error:
+        return error
+
+
+def test_losing_the_race_to_create_an_experiment_uses_the_winners(tmp_path: Path) -> None:
+    """Another process created the experiment first (any store, so also a tracking server):
+    the "already exists" error, wrapped by MLflow or raw from the database, is not fatal."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS
+
+    wrapped = MlflowException("Experiment(name=x) already exists.", RESOURCE_ALREADY_EXISTS)
+    for error in (wrapped, _integrity_error()):
+        raced = _RacedMlflow(error)
+        assert tracking._experiment_id(raced, "x", tmp_path) == "17"
+        assert raced.lookups == 2
+
+
+def test_other_errors_creating_an_experiment_are_raised(tmp_path: Path) -> None:
+    """Only "already exists" is forgiven, and only when the experiment can then be found."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, RESOURCE_ALREADY_EXISTS
+
+    invalid = MlflowException("bad name", INVALID_PARAMETER_VALUE)
+    with pytest.raises(MlflowException, match="bad name"):
+        tracking._experiment_id(_RacedMlflow(invalid), "x", tmp_path)
+    # "Already exists" yet not found by name (deleted meanwhile): the original error stands.
+    exists = MlflowException("already exists", RESOURCE_ALREADY_EXISTS)
+    with pytest.raises(MlflowException, match="already exists"):
+        tracking._experiment_id(_RacedMlflow(exists, created_by_other=False), "x", tmp_path)
