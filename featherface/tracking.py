@@ -23,7 +23,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import subprocess
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -296,7 +298,33 @@ def stage_run(
         # _experiment_id initialises a new store while the lock is held.
         experiment_id = _experiment_id(mlflow, experiment, root)
     run_tags = {**stage_tags(stage, params, root), **dict(tags or {})}
-    with mlflow.start_run(experiment_id=experiment_id, run_name=stage, tags=run_tags):
+    with _interrupted_on_sigterm(), mlflow.start_run(
+        experiment_id=experiment_id, run_name=stage, tags=run_tags
+    ):
         tracker = MlflowTracker(mlflow, experiment_id, run_tags)
         tracker.log_params(params)
-        yield tracker
+        try:
+            yield tracker
+        except KeyboardInterrupt:
+            mlflow.end_run("KILLED")
+            raise
+
+
+@contextmanager
+def _interrupted_on_sigterm() -> Iterator[None]:
+    """Turn ``SIGTERM`` (what ``kill`` and job schedulers send) into ``KeyboardInterrupt`` while
+    a run is open, as ``SIGINT`` (Ctrl-C, how DVC stops a stage) already is, so the run ends as
+    ``KILLED`` instead of staying ``RUNNING`` forever. ``SIGKILL`` cannot be caught; such a run
+    stays ``RUNNING``. Only the main thread can install a handler; elsewhere nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -271,3 +271,34 @@ def test_other_errors_creating_an_experiment_are_raised(tmp_path: Path) -> None:
     exists = MlflowException("already exists", RESOURCE_ALREADY_EXISTS)
     with pytest.raises(MlflowException, match="already exists"):
         tracking._experiment_id(_RacedMlflow(exists, created_by_other=False), "x", tmp_path)
+
+
+def test_an_interrupted_stage_run_ends_killed_not_running(tmp_path: Path) -> None:
+    """Ctrl-C (how DVC stops a stage) and SIGTERM end the run as KILLED; before, a killed
+    stage's run stayed RUNNING forever."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    import mlflow
+
+    with pytest.raises(KeyboardInterrupt):
+        with tracking.stage_run("teacher", {}, experiment="killed"):
+            raise KeyboardInterrupt
+    script = textwrap.dedent(
+        """
+        import os, signal, time
+        from featherface import tracking
+        with tracking.stage_run("distill", {}, experiment="killed"):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(30)
+        """
+    )
+    env = {**os.environ, "DVC_ROOT": str(tmp_path)}
+    child = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, timeout=120
+    )
+    assert child.returncode != 0 and b"KeyboardInterrupt" in child.stderr
+    runs = mlflow.search_runs(experiment_names=["killed"], output_format="list")
+    assert sorted(run.info.status for run in runs) == ["KILLED", "KILLED"]
