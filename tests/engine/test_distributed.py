@@ -37,9 +37,8 @@ SCRIPT = textwrap.dedent(
     import featherface.engine.trainer as trainer_module
     from featherface.engine.callbacks import MetricsLogger
     from featherface.engine.distributed import cleanup, init_distributed
-    from featherface.engine.losses import MultiBoxLoss
-    from featherface.engine.losses import DetectionLoss
-from featherface.engine.trainer import Trainer
+    from featherface.engine.losses import DetectionLoss, MultiBoxLoss
+    from featherface.engine.trainer import Trainer
     from featherface.tracking import stage_run
     from tests.engine.test_trainer import RandomFaces, TinyDetector, collate
 
