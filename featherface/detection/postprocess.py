@@ -7,7 +7,11 @@ landmarks against the priors; scale the normalised values by ``(W, H)`` to pixel
 
 NMS uses the original ``py_cpu_nms`` IoU with the +1 pixel convention
 (``area = (x2 - x1 + 1) * (y2 - y1 + 1)``, same for the intersection), obtained exactly by running
-``torchvision.ops.nms`` on ``(x1, y1, x2 + 1, y2 + 1)``.
+``torchvision.ops.nms`` on ``(x1, y1, x2 + 1, y2 + 1)``. Faces of equal score are taken in the
+order of their prior index (lower first: a stable sort, and NMS is given the ranks of that sort
+rather than the scores, because ``torchvision.ops.nms`` sorts its scores again with an unstable
+sort whose order of ties depends on the CPU's sort kernel); this is also the order of the ONNX
+graph's ``TopK`` and ``NonMaxSuppression`` (:mod:`featherface.export.graph_postprocess`).
 """
 
 from __future__ import annotations
@@ -76,7 +80,9 @@ def select(
     order = torch.sort(scores, descending=True, stable=True).indices[:top_k]
     boxes, scores, landmarks = boxes[order], scores[order], landmarks[order]
     plus_one = boxes.new_tensor([0.0, 0.0, 1.0, 1.0])
-    kept = nms(boxes + plus_one, scores, nms_iou)[:keep_k]
+    # strictly decreasing stand-ins for the sorted scores: NMS visits ties in the stable order
+    ranks = torch.arange(len(scores), 0, -1, dtype=boxes.dtype, device=boxes.device)
+    kept = nms(boxes + plus_one, ranks, nms_iou)[:keep_k]
     return Detections(boxes=boxes[kept], scores=scores[kept], landmarks=landmarks[kept])
 
 

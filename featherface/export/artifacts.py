@@ -13,7 +13,8 @@ scores as ``stages/export/model.onnx``; ``teacher``: FeatherFace V1), the output
 - both ONNX files carry :func:`~featherface.export.onnx_export.export_metadata`;
 
 ``latency.json`` the CPU latency of the raw graphs (:mod:`featherface.export.latency`), and
-``parity.json`` holds the checks of :mod:`featherface.export.parity` per model and image set:
+``parity.json`` holds the margins (``atol``, ``box_atol_px``, ``float64_factor``, ``rtol``) and the
+checks of :mod:`featherface.export.parity` per model and image set:
 ``synthetic_val`` (or whatever ``prepare`` read): the first ``parity_images`` validation images
 of ``stages/prepare``, read as evaluate reads them, each at its own size; ``widerface_val4``: the
 real WIDER FACE images of ``<reference>/widerface/val4/images`` (``reference`` is
@@ -123,9 +124,9 @@ def _model_report(
     runners: ExportRunners,
     inputs: Mapping[str, list[Tensor] | str],
     params: ExportParams,
+    tolerances: Tolerances,
 ) -> dict[str, Any]:
     """Checkpoint, architecture, size and checks of one exported model."""
-    tolerances = Tolerances(params.atol, params.box_atol_px)
     checks: dict[str, Any] = {}
     for name, images in inputs.items():
         checks[name] = (
@@ -156,7 +157,8 @@ def export_checkpoints(
             raise FeatherFaceError(f"{path}: checkpoint of {stem!r} not found")
     sets = image_sets(prepare_dir, params.parity_images, reference or reference_root())
     inputs = {name: v if isinstance(v, str) else _network_inputs(v) for name, v in sets.items()}
-    report: dict[str, Any] = {"atol": params.atol, "box_atol_px": params.box_atol_px}
+    tolerances = Tolerances(params.atol, params.box_atol_px)
+    report: dict[str, Any] = tolerances._asdict()  # the margins the checks used (parity doc)
     try:
         with staged_dir(out_dir) as staging:
             models = {}
@@ -165,7 +167,7 @@ def export_checkpoints(
                     log(f"exporting {path} as {stem}.onnx, {stem}_nms.onnx, {stem}.ts")
                 arch = checkpoint_arch(path)
                 runners = export_files(path, arch, staging, stem, params)
-                models[stem] = _model_report(path, arch, runners, inputs, params)
+                models[stem] = _model_report(path, arch, runners, inputs, params, tolerances)
             failed = failures(models)
             report.update(passed=not failed, models=models)
             if failed:

@@ -77,6 +77,7 @@ def test_export_writes_files_parity_and_mlflow_run(workspace: Path) -> None:
     assert FILES | {"teacher.ts", "parity.json", "latency.json"} == {p.name for p in out.iterdir()}
     report = json.loads((out / "parity.json").read_text())
     assert report["passed"] is True and report["atol"] == 1e-4
+    assert (report["box_atol_px"], report["float64_factor"], report["rtol"]) == (0.01, 4.0, 1e-6)
     for stem, arch in (("model", "featherface-nano-b"), ("teacher", "featherface-v1")):
         entry = report["models"][stem]
         assert entry["arch"] == arch
@@ -85,7 +86,13 @@ def test_export_writes_files_parity_and_mlflow_run(workspace: Path) -> None:
             assert {"onnx_raw", "onnx_nms", "torchscript"} == set(checks)
             assert all(check["passed"] and check["images"] == count for check in checks.values())
             assert checks["onnx_raw"]["max_abs_diff"] <= 1e-4
+            for raw in (checks["onnx_raw"], checks["torchscript"]):  # why they passed
+                assert raw["float64_bound_ratio"] <= 1 and raw["images_failed"] == 0
+                assert 0 < raw["float64_error_torch"] <= 1e-4 and raw["float64_error_export"] >= 0
             assert checks["onnx_nms"]["detections_equal"] is True
+            assert (
+                checks["onnx_nms"]["faces_unpaired"] == checks["onnx_nms"]["faces_at_cutoff"] == 0
+            )
     metadata = read_metadata(out / "model.onnx")
     assert metadata["arch"] == "featherface-nano-b"
     assert metadata["params_total"] == report["models"]["model"]["params_total"]
@@ -150,6 +157,6 @@ def test_failing_parity_exits_1_with_one_line_and_no_outputs(
     errors = [line for line in result.output.splitlines() if "error" in line]
     assert errors == [result.output.strip().splitlines()[-1]]  # one line, the last one
     assert errors[0].startswith("error: parity failed: model/checks/synthetic_val/onnx_raw: ")
-    assert "max_abs_diff_loc 0.001" in errors[0]
+    assert "max_abs_diff_loc 0.001" in errors[0] and "float64_bound_ratio" in errors[0]
     assert not (workspace / "out_fail").exists()
     assert not list(workspace.glob(".out_fail*")), "staging folder left behind"

@@ -20,7 +20,7 @@ from featherface.export.graph_postprocess import (
     postprocess_model,
 )
 from featherface.export.onnx_export import export_metadata, raw_graph, read_metadata, save_onnx
-from featherface.export.parity import NmsRunner
+from featherface.export.parity import NmsRunner, Tolerances, match_detections
 from featherface.export.torchscript import export_torchscript, load_torchscript
 from featherface.models import build_model
 from featherface.models.widths import layer_widths
@@ -112,10 +112,12 @@ def test_torchscript_loads_and_matches_at_other_sizes(nano, tmp_path: Path) -> N
 
 
 def _assert_same_faces(found, expected, box_atol: float = 1e-3) -> None:
-    assert len(found.scores) == len(expected.scores)
-    torch.testing.assert_close(found.scores, expected.scores, atol=1e-6, rtol=0)
-    torch.testing.assert_close(found.boxes, expected.boxes, atol=box_atol, rtol=0)
-    torch.testing.assert_close(found.landmarks, expected.landmarks, atol=box_atol, rtol=0)
+    """The same faces up to the order of faces of equal score (their order is the CPU's sort's
+    business): same count, each face paired with a face of the other list whose score is within
+    1e-6 and whose coordinates are within ``box_atol`` px (plus 1e-6 of their size), the pairs in
+    the same order except among ties (:func:`featherface.export.parity.match_detections`)."""
+    match = match_detections(expected, found, Tolerances(atol=1e-6, box_atol_px=box_atol))
+    assert match.equal, match
 
 
 @pytest.mark.parametrize(
@@ -158,6 +160,33 @@ def test_postprocess_graph_equals_python_on_hand_made_outputs(config, settings) 
             _assert_same_faces(
                 type(faces)(boxes[mine], scores[mine], landmarks[mine]), faces, box_atol=1e-3
             )
+
+
+def test_faces_of_equal_score_are_kept_in_prior_order_by_graph_and_python() -> None:
+    """Every score equal (saturated logits, as an untrained network gives): top-k and NMS take
+    ties by prior index in both, so the same faces survive, in the same order, on any CPU."""
+    config, settings = PriorConfig(), PostprocessSettings(top_k=300, keep_k=40)
+    session = ort.InferenceSession(
+        postprocess_model(config, settings, opset=17).SerializeToString(),
+        providers=["CPUExecutionProvider"],
+    )
+    height, width = 96, 128
+    priors = config.prior_boxes((height, width))
+    gen = torch.Generator().manual_seed(6)
+    loc = torch.randn(1, len(priors), 4, generator=gen) * 0.5
+    landm = torch.randn(1, len(priors), 10, generator=gen)
+    conf = torch.tensor([-20.0, 20.0]).expand(1, len(priors), 2).contiguous()  # scores all 1.0
+    feed = {"images": np.zeros((1, 3, height, width), np.float32), "loc": loc.numpy()}
+    feed |= {"conf": conf.numpy(), "landm": landm.numpy()}
+    boxes, scores, landmarks, _ = map(torch.from_numpy, session.run(list(NMS_OUTPUTS), feed))
+    (expected,) = postprocess(
+        (loc, conf, landm), priors, (height, width), score_threshold=settings.score_threshold,
+        top_k=settings.top_k, nms_iou=settings.nms_iou, keep_k=settings.keep_k,
+    )  # fmt: skip
+    assert bool((expected.scores == 1.0).all()) and bool((scores == 1.0).all())
+    assert len(scores) == len(expected.scores) == settings.keep_k
+    torch.testing.assert_close(boxes, expected.boxes, atol=1e-3, rtol=0)
+    torch.testing.assert_close(landmarks, expected.landmarks, atol=1e-3, rtol=0)
 
 
 def test_nms_graph_of_a_network_gives_the_python_faces(nano, tmp_path: Path) -> None:
