@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from featherface.data import wider_mat
 from featherface.data.retinaface_labels import LabelRecord, format_label_file, read_label_file
@@ -78,12 +78,25 @@ def image_files(root: Path, images: pd.DataFrame) -> list[Path]:
     return [layout.images_dir(split) / path for split, path in pairs]
 
 
-def _image_size(path: Path) -> tuple[int, int] | None:
+def image_error(path: Path, error: BaseException) -> AnnotationError:
+    """``<path>: cannot decode image (<reason>)`` for an error of PIL on ``path``, one line."""
+    if isinstance(error, UnidentifiedImageError):  # its message repeats the path
+        reason = "not an image in a format PIL reads"
+    else:
+        text = " ".join(str(error).split()) or type(error).__name__
+        reason = text.replace(str(path), "<file>")[:200]
+    return AnnotationError(path, f"cannot decode image ({reason})")
+
+
+def _image_size(path: Path) -> tuple[int, int] | AnnotationError | None:
+    """The size in the image's header; ``None`` if the file is missing, else the error."""
     try:
         with Image.open(path) as image:
             return image.size
-    except (OSError, ValueError):
+    except FileNotFoundError:
         return None
+    except Exception as error:  # PIL raises OSError, ValueError, SyntaxError, bomb errors...
+        return image_error(path, error)
 
 
 def _image_rows(layout: WiderLayout, split: str, records: list[ImageRecord], first_id: int) -> list:
@@ -93,8 +106,10 @@ def _image_rows(layout: WiderLayout, split: str, records: list[ImageRecord], fir
     rows = []
     for offset, (record, path, size) in enumerate(zip(records, paths, sizes, strict=True)):
         if size is None:
-            problem = "image not found" if not path.exists() else "image cannot be read"
-            raise AnnotationError(layout.split_file(split), f"{problem}: {path}", record.line)
+            problem = f"image not found: {path}"
+            raise AnnotationError(layout.split_file(split), problem, record.line)
+        if isinstance(size, AnnotationError):
+            raise size
         rows.append(
             {
                 "image_id": first_id + offset,

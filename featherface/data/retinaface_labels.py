@@ -8,18 +8,25 @@ The format used by the RetinaFace training code::
 A face line holds the box ``x y w h`` and, in the training file, the five landmarks as
 ``lx ly flag`` triples followed by a confidence (20 numbers). Missing landmarks are written as
 ``-1``. The validation file carries only the box (4 numbers).
+
+Numbers are plain decimals (``12``, ``-1.0``, ``0.82``, ``1e-3``) with a finite value; ``nan``,
+``inf``, ``1e999`` or ``1_000`` make the line an error. Lines are counted at ``\n``, as in
+:mod:`featherface.data.wider_txt`.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from featherface.data.wider_txt import read_text_lines
 from featherface.errors import AnnotationError
 
 NUM_LANDMARKS = 5
 _FULL_FIELDS = 4 + 3 * NUM_LANDMARKS + 1
+_DECIMAL = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
 
 
 @dataclass
@@ -48,10 +55,12 @@ def _parse_face(text: str, line: int, path: Path) -> tuple[tuple, tuple]:
         raise AnnotationError(
             path, f"expected 4 or {_FULL_FIELDS} numbers on a face line, got {len(fields)}", line
         )
-    try:
-        values = [float(value) for value in fields]
-    except ValueError:
-        raise AnnotationError(path, f"face line is not all numbers: {text!r}", line) from None
+    if not all(_DECIMAL.fullmatch(value) for value in fields):
+        excerpt = repr(text) if len(text) <= 80 else repr(text[:80]) + "..."
+        raise AnnotationError(path, f"face line is not all numbers: {excerpt}", line)
+    values = [float(value) for value in fields]
+    if not all(math.isfinite(value) for value in values):
+        raise AnnotationError(path, "face line has a number out of range", line)
     landmarks = (
         _landmarks_from_fields(values[4:19]) if len(values) == _FULL_FIELDS else (math.nan,) * 10
     )
@@ -63,13 +72,11 @@ def read_label_file(path: str | Path) -> list[LabelRecord]:
 
     Raises:
         AnnotationError: naming the file and line of a face line before any ``#`` line, a line
-            with the wrong number of fields, or a non-numeric field.
+            with the wrong number of fields, a field that is not a finite decimal number, or
+            bytes that are not UTF-8; naming the file when it is missing or unreadable.
     """
     path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise AnnotationError(path, "file not found") from None
+    lines = read_text_lines(path)
     records: list[LabelRecord] = []
     for number, raw in enumerate(lines, start=1):
         text = raw.strip()

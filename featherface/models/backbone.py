@@ -26,10 +26,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from torch import Tensor, nn
 
 from featherface.errors import FeatherFaceError
+from featherface.models.checkpoint import read_weights_file
 
 LEAKY_SLOPE = 0.1
 
@@ -126,23 +126,24 @@ class MobileNetV1(nn.Module):
 def _read_legacy_checkpoint(path: Path) -> dict[str, Tensor]:
     if not path.is_file():
         raise FeatherFaceError(f"{path}: ImageNet weights file not found")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as error:  # torch.load raises many types on a foreign or damaged file
-        raise FeatherFaceError(f"{path}: not a readable torch checkpoint ({error})") from error
+    checkpoint = read_weights_file(path)  # weights_only: never runs code from the file
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
         raise FeatherFaceError(f"{path}: expected a dict with a 'state_dict' entry")
-    return checkpoint["state_dict"]
+    state_dict = checkpoint["state_dict"]
+    if not all(isinstance(name, str) for name in state_dict):
+        raise FeatherFaceError(f"{path}: 'state_dict' has keys that are not tensor names")
+    return state_dict
 
 
 def load_imagenet_weights(backbone: MobileNetV1, path: str | Path) -> None:
     """Load the ImageNet-pretrained ``mobilenetV1X0.25_pretrain.tar`` of the RetinaFace project.
 
-    The file is a legacy ``torch.save`` dict (``epoch``, ``arch``, ``state_dict``, ``best_acc1``,
-    ``optimizer``) whose ``state_dict`` names the backbone tensors ``module.stage1.*`` ...
-    ``module.stage3.*`` and the unused ImageNet classifier ``module.fc.*``. Because it stores
-    optimizer state it must be read with ``torch.load(weights_only=False)``, which can run code
-    embedded in the file: **only load it from a trusted path.**
+    The file is a legacy ``torch.save`` dict (``epoch`` int, ``arch`` str, ``state_dict``
+    OrderedDict, ``best_acc1`` 0-d tensor, ``optimizer`` dict of plain values and tensors) whose
+    ``state_dict`` names the backbone tensors ``module.stage1.*`` ... ``module.stage3.*`` and the
+    unused ImageNet classifier ``module.fc.*``. All of that is plain data, so it is read with
+    ``torch.load(weights_only=True)`` (:func:`~featherface.models.checkpoint.read_weights_file`):
+    a file that would run code when unpickled is refused, never executed.
 
     The ``module.`` prefix is stripped, ``fc.*`` is dropped, and every backbone tensor must be
     present with the right shape; anything else raises :class:`FeatherFaceError`.
@@ -168,4 +169,8 @@ def load_imagenet_weights(backbone: MobileNetV1, path: str | Path) -> None:
             raise FeatherFaceError(
                 f"{path}: {name} has shape {shape}, expected {tuple(target[name].shape)}"
             )
-    backbone.load_state_dict(source)
+    try:
+        backbone.load_state_dict(source)
+    except RuntimeError as error:
+        first = str(error).splitlines()[0]
+        raise FeatherFaceError(f"{path}: weights do not fit MobileNetV1 x0.25: {first}") from None

@@ -62,3 +62,22 @@ def test_malformed_lines(tmp_path: Path, text: str, fragment: str) -> None:
     with pytest.raises(AnnotationError) as caught:
         read_label_file(path)
     assert fragment in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [
+        (b"# a.jpg\n1 2 3 \xff\n", "label.txt:2: not UTF-8 text"),
+        (b"# a.jpg\n1 2 3 nan\n", "label.txt:2: face line is not all numbers"),
+        (b"# a.jpg\n1 2 3 inf\n", "label.txt:2: face line is not all numbers"),
+        (b"# a.jpg\n1 2 3 1e999\n", "label.txt:2: face line has a number out of range"),
+        (b"# a.jpg\n1 2 3 1_000\n", "label.txt:2: face line is not all numbers"),
+        (b"# a.jpg\n1 2 3 4\xe2\x80\xa8\n# b.jpg\n1 2\n", "label.txt:4: expected 4 or 20"),
+    ],
+)
+def test_bad_bytes_and_numbers(tmp_path: Path, content: bytes, fragment: str) -> None:
+    path = tmp_path / "label.txt"
+    path.write_bytes(content)
+    with pytest.raises(AnnotationError) as caught:
+        read_label_file(path)
+    assert fragment in str(caught.value) and "\n" not in str(caught.value)

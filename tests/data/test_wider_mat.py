@@ -75,3 +75,72 @@ def test_keep_index_out_of_range(tmp_path: Path) -> None:
     )
     with pytest.raises(AnnotationError, match=r"keep index out of range 1\.\.1 for 0--A/a"):
         read_ground_truth(tmp_path)
+
+
+def test_unknown_element_type_is_refused_not_a_crash(tmp_path: Path) -> None:
+    """scipy's compiled reader indexes a table with the element type of a numeric array; type
+    252 read past it and killed the process (SIGSEGV). The reader runs in a child process here so
+    that a crash fails this test instead of ending the test run."""
+    import subprocess
+    import sys
+
+    write_ground_truth(
+        tmp_path, [_image("0--A", "a", [[1, 2, 3, 4]], {"easy": [], "medium": [], "hard": [0]})]
+    )
+    hard = tmp_path / "wider_hard_val.mat"
+    data = hard.read_bytes()
+    tag = data.rindex(b"\x04\x00\x02\x00")  # the uint16 keep index [[1]], a small data element
+    hard.write_bytes(data[:tag] + b"\xfc\x00\x02\x00" + data[tag + 4 :])
+    code = (
+        "import sys\n"
+        "from featherface.data.wider_mat import read_ground_truth\n"
+        "from featherface.errors import FeatherFaceError\n"
+        "try:\n"
+        "    read_ground_truth(sys.argv[1])\n"
+        "except FeatherFaceError as error:\n"
+        "    print(error)\n"
+    )
+    child = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=120
+    )
+    assert child.returncode == 0, (child.returncode, child.stderr[-500:])
+    assert child.stdout.startswith(f"{hard}: not a readable MATLAB file (element type 252")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "fragment"),
+    [
+        ("event_list", np.zeros((0, 0)), "event_list is not a cell array"),
+        ("face_bbx_list", "dropped", "face_bbx_list has 0 entries, expected 1"),
+        ("file_list", "empty name", "file_list entry 1.1 is not a non-empty string"),
+        ("face_bbx_list", "three numbers", "face_bbx_list of 0--A/a: 3 numbers"),
+        ("face_bbx_list", "nan", "face_bbx_list of 0--A/a holds values that are not whole"),
+        ("blur_label_list", "two values", "blur of 0--A/a: 2 values for 1 boxes"),
+    ],
+)
+def test_wrong_contents_name_the_file(
+    tmp_path: Path, variable: str, value: object, fragment: str
+) -> None:
+    import scipy.io
+
+    write_ground_truth(
+        tmp_path, [_image("0--A", "a", [[1, 2, 3, 4]], {"easy": [], "medium": [], "hard": [0]})]
+    )
+    main = tmp_path / "wider_face_val.mat"
+    content = {k: v for k, v in scipy.io.loadmat(str(main)).items() if not k.startswith("__")}
+    leaf = {
+        "empty name": np.array([""]),
+        "three numbers": np.array([[1, 2, 3]]),
+        "nan": np.array([[1.0, np.nan, 3.0, 4.0]]),
+        "two values": np.array([[0], [1]], dtype=np.uint8),
+    }
+    if isinstance(value, np.ndarray):
+        content[variable] = value
+    elif value == "dropped":
+        content[variable] = np.empty((0, 1), dtype=object)
+    else:
+        content[variable][0, 0][0, 0] = leaf[value]
+    scipy.io.savemat(str(main), content)
+    with pytest.raises(AnnotationError) as caught:
+        read_ground_truth(tmp_path)
+    assert str(caught.value).startswith(f"{main}: {fragment}")

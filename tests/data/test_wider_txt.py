@@ -85,3 +85,32 @@ def test_read_error_names_file_and_line(tmp_path: Path) -> None:
 
 def test_writer_emits_zero_line_for_empty_image() -> None:
     assert format_split_text([ImageRecord("a/x.jpg")]) == "a/x.jpg\n0\n0 0 0 0 0 0 0 0 0 0 \n"
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"a/x.jpg\n1\n1 2 3 4 0 0 0 0 0 0 \nb/\xffy.jpg\n0\n", ":4: not UTF-8 text"),
+        (b"a/x.jpg\n1\n1 2 3 4 0 0 0 0 0 0 \xe2\x80\xa8\nb/y.jpg\nxx\n", ":5: expected a face"),
+        (b"a/x.jpg\n1\n1 2 3 4 0 0 0 0 0 0 \x0c\nb/y.jpg\nxx\n", ":5: expected a face count"),
+        (b"a/x.jpg\n1\n1 2 3 99999999999999999999 0 0 0 0 0 0\n", ":3: face line has a number"),
+        (b"a/x.jpg\n1\n1 2 3 1_000 0 0 0 0 0 0\n", ":3: face line is not all integers"),
+        ("a/x.jpg\n\u0663\n".encode(), ":2: expected a face count"),
+    ],
+)
+def test_bad_bytes_and_numbers_name_the_line(tmp_path: Path, content: bytes, expected: str) -> None:
+    """Lines are counted at \\n as editors count them (not at U+2028 or form feeds), and numbers
+    are plain int64 decimals."""
+    path = tmp_path / "wider_face_val_bbx_gt.txt"
+    path.write_bytes(content)
+    with pytest.raises(AnnotationError) as caught:
+        read_split_text(path)
+    assert str(caught.value).startswith(f"{path}{expected}")
+    assert "\n" not in str(caught.value)
+
+
+def test_byte_order_mark_and_crlf_are_read(tmp_path: Path) -> None:
+    path = tmp_path / "wider_face_val_bbx_gt.txt"
+    path.write_bytes(b"\xef\xbb\xbfa/x.jpg\r\n1\r\n1 2 3 4 0 0 0 0 0 0 \r\n")
+    (record,) = read_split_text(path)
+    assert record.path == "a/x.jpg" and record.faces == [(1, 2, 3, 4, 0, 0, 0, 0, 0, 0)]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import pickle
+from collections import OrderedDict
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,8 @@ import torch
 
 from featherface.errors import FeatherFaceError
 from featherface.models.backbone import MobileNetV1, load_imagenet_weights
+
+REFUSED_CODE = "not a plain-tensor checkpoint (refused to unpickle code)"
 
 
 def count(module: torch.nn.Module) -> int:
@@ -48,7 +52,7 @@ def write_legacy_file(path: Path, state: dict[str, torch.Tensor]) -> None:
     optimizer = torch.optim.SGD(classifier.parameters(), lr=0.1, momentum=0.9)
     classifier(torch.ones(1, 256)).sum().backward()
     optimizer.step()
-    state_dict = {f"module.{name}": tensor for name, tensor in state.items()}
+    state_dict = OrderedDict((f"module.{name}", tensor) for name, tensor in state.items())
     state_dict["module.fc.weight"] = classifier.weight.detach()
     state_dict["module.fc.bias"] = classifier.bias.detach()
     checkpoint = {
@@ -75,11 +79,57 @@ def test_load_imagenet_weights(tmp_path: Path) -> None:
     state = random_state()
     path = tmp_path / "mobilenetV1X0.25_pretrain.tar"
     write_legacy_file(path, state)
-    assert len(torch.load(path, map_location="cpu", weights_only=False)["state_dict"]) == 164
+    # Plain data only (as in the published file): the safe unpickler reads all of it.
+    assert len(torch.load(path, map_location="cpu", weights_only=True)["state_dict"]) == 164
     backbone = MobileNetV1()
     load_imagenet_weights(backbone, path)
     for name, tensor in backbone.state_dict().items():
         assert torch.equal(tensor, state[name]), name
+
+
+def test_published_imagenet_file(reference: Path) -> None:
+    """The published mobilenetV1X0.25_pretrain.tar, where the reference folder has it."""
+    path = reference / "weights" / "mobilenetV1X0.25_pretrain.tar"
+    if not path.is_file():
+        pytest.skip(f"{path} is absent")
+    load_imagenet_weights(MobileNetV1(), path)
+
+
+class _Payload:
+    """Unpickling this object creates ``marker`` (with the old unrestricted loader it did)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+@pytest.mark.parametrize("writer", ["zip", "legacy", "pickle-2", "pickle-default"])
+def test_crafted_pickle_is_refused_without_running(tmp_path: Path, writer: str) -> None:
+    marker = tmp_path / "payload_ran"
+    path = tmp_path / "mobilenetV1X0.25_pretrain.tar"
+    if writer == "legacy":  # the published file's layout with one tensor swapped for code
+        state = random_state()
+        state["stage1.0.0.weight"] = _Payload(marker)  # type: ignore[assignment]
+        write_legacy_file(path, state)
+    elif writer == "zip":
+        torch.save({"state_dict": {"module.stage1.0.0.weight": _Payload(marker)}}, path)
+    else:
+        protocol = 2 if writer == "pickle-2" else pickle.DEFAULT_PROTOCOL
+        path.write_bytes(pickle.dumps({"state_dict": _Payload(marker)}, protocol=protocol))
+    with pytest.raises(FeatherFaceError) as caught:
+        load_imagenet_weights(MobileNetV1(), path)
+    assert not marker.exists()
+    assert str(caught.value) == f"{path}: {REFUSED_CODE}"
+    assert "\n" not in str(caught.value) and "weights_only" not in str(caught.value)
+
+
+def test_non_string_keys(tmp_path: Path) -> None:
+    path = tmp_path / "keys.tar"
+    torch.save({"state_dict": {0: torch.zeros(1)}}, path)
+    with pytest.raises(FeatherFaceError, match="keys that are not tensor names"):
+        load_imagenet_weights(MobileNetV1(), path)
 
 
 def test_missing_file(tmp_path: Path) -> None:
