@@ -298,8 +298,9 @@ def stage_run(
         # _experiment_id initialises a new store while the lock is held.
         experiment_id = _experiment_id(mlflow, experiment, root)
     run_tags = {**stage_tags(stage, params, root), **dict(tags or {})}
-    with _interrupted_on_sigterm(), mlflow.start_run(
-        experiment_id=experiment_id, run_name=stage, tags=run_tags
+    with (
+        _interrupted_on_sigterm(),
+        mlflow.start_run(experiment_id=experiment_id, run_name=stage, tags=run_tags),
     ):
         tracker = MlflowTracker(mlflow, experiment_id, run_tags)
         tracker.log_params(params)

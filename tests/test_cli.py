@@ -118,6 +118,8 @@ def test_validate_reports_bad_rows_with_exit_1(runner: CliRunner, wider_folder: 
     result = runner.invoke(app, ["data", "validate", str(wider_folder)])
     assert result.exit_code == 1
     assert "blur in 0..2" in result.output
+    # with the default `drop` too, each failing row is named by file and line
+    assert "wider_face_train_bbx_gt.txt:3: faces: " in result.output
     strict = runner.invoke(app, ["data", "validate", str(wider_folder), "--on-bad-rows", "fail"])
     assert strict.exit_code == 1
     assert "wider_face_train_bbx_gt.txt:3: faces: check failed: blur in 0..2" in strict.output

@@ -66,6 +66,8 @@ def data_validate(
             result.check.table, result.check.description, str(result.element_count), status
         )
     console.print(table)
+    for line in report.failure_lines(limit=20):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
     console.print(f"dropped faces: {json.dumps(report.dropped)}")
     if json_out is not None:
         write_json(json_out, report.to_dict())

@@ -72,6 +72,7 @@ from featherface.engine.optim import (
 )
 from featherface.engine.tensors import map_tensors, with_memory_format
 from featherface.errors import FeatherFaceError
+from featherface.models.checkpoint import read_weights_file
 from featherface.utils.atomic import save_torch as atomic_save
 from featherface.utils.atomic import write_text
 
@@ -369,10 +370,7 @@ class Trainer:
     def load_state(self) -> int:
         """Restore everything from ``last.pt``; returns the epoch to continue from."""
         path = self.last_path
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as error:
-            raise FeatherFaceError(f"{path}: not a readable trainer checkpoint ({error})") from None
+        state = read_weights_file(path)
         if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
             raise FeatherFaceError(f"{path}: not a trainer checkpoint (format {CHECKPOINT_FORMAT})")
         planned = (state["epochs"], state["steps_per_epoch"])

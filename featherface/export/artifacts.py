@@ -35,7 +35,6 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import Tensor
 
 from featherface.data.prepare import load_prepared
@@ -56,7 +55,7 @@ from featherface.export.parity import (
     failures,
 )
 from featherface.export.torchscript import export_torchscript, load_torchscript
-from featherface.models.checkpoint import load_checkpoint
+from featherface.models.checkpoint import checkpoint_arch, load_checkpoint
 from featherface.models.complexity import params_total
 from featherface.params import ExportParams
 from featherface.tracking import repo_root
@@ -87,11 +86,6 @@ def image_sets(prepare_dir: Path, count: int, reference: Path) -> dict[str, list
         f"{prepared.source}_val": [prepared.image_path(row) for _, row in val.iterrows()],
         "widerface_val4": real or f"no images in {reference / REFERENCE_IMAGES}",
     }
-
-
-def checkpoint_arch(path: Path) -> str:
-    """The registry name stored in one of our checkpoints."""
-    return str(torch.load(path, map_location="cpu", weights_only=True)["arch"])
 
 
 def export_files(
@@ -152,9 +146,11 @@ def export_checkpoints(
 ) -> dict[str, Any]:
     """Export each ``{stem: checkpoint}`` into ``out_dir`` and check parity (module doc);
     returns the parity report written to ``parity.json``."""
+    archs = {}
     for stem, path in checkpoints.items():
         if not path.is_file():
             raise FeatherFaceError(f"{path}: checkpoint of {stem!r} not found")
+        archs[stem] = checkpoint_arch(path)  # every checkpoint readable before any work
     sets = image_sets(prepare_dir, params.parity_images, reference or reference_root())
     inputs = {name: v if isinstance(v, str) else _network_inputs(v) for name, v in sets.items()}
     tolerances = Tolerances(params.atol, params.box_atol_px)
@@ -165,7 +161,7 @@ def export_checkpoints(
             for stem, path in checkpoints.items():
                 if log:
                     log(f"exporting {path} as {stem}.onnx, {stem}_nms.onnx, {stem}.ts")
-                arch = checkpoint_arch(path)
+                arch = archs[stem]
                 runners = export_files(path, arch, staging, stem, params)
                 models[stem] = _model_report(path, arch, runners, inputs, params, tolerances)
             failed = failures(models)

@@ -68,13 +68,11 @@ def onnx_signature(model: Any) -> Any:
 
 def _checkpoint_tags(checkpoint_path: Path) -> dict[str, str]:
     """``featherface.arch``, ``params_total`` and ``featherface.checkpoint`` of a checkpoint."""
-    import torch
-
-    from featherface.models.checkpoint import load_checkpoint
+    from featherface.models.checkpoint import checkpoint_arch, load_checkpoint
     from featherface.models.complexity import params_total
 
     model = load_checkpoint(checkpoint_path)
-    arch = torch.load(checkpoint_path, map_location="cpu", weights_only=True)["arch"]
+    arch = checkpoint_arch(checkpoint_path)
     return {
         TAG_ARCH: str(arch),
         TAG_PARAMS: str(params_total(model)),

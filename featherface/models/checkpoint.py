@@ -176,14 +176,9 @@ def save_checkpoint(
     save_torch(payload, path)
 
 
-def load_checkpoint(path: str | Path, **overrides: Any) -> nn.Module:
-    """Rebuild and load a model saved by :func:`save_checkpoint` (``overrides`` go to the
-    builder, e.g. ``deform_implementation``).
-
-    Every failure is one :class:`FeatherFaceError` line starting with the path (see
-    :func:`read_weights_file` for unreadable files).
-    """
-    path = Path(path)
+def _checkpoint_payload(path: Path) -> dict[str, Any]:
+    """The checked content of one of our checkpoints: a dict of this format with ``arch`` (a
+    model name), ``config`` and ``state_dict``; anything else is a one-line error."""
     if not path.is_file() and not path.is_dir():
         raise FeatherFaceError(f"{path}: checkpoint not found")
     payload = read_weights_file(path)
@@ -192,9 +187,28 @@ def load_checkpoint(path: str | Path, **overrides: Any) -> nn.Module:
     missing = [key for key in ("arch", "config", "state_dict") if key not in payload]
     if missing:
         raise FeatherFaceError(f"{path}: not a featherface checkpoint (missing key {missing[0]!r})")
+    if not isinstance(payload["arch"], str):
+        kind = type(payload["arch"]).__name__
+        raise FeatherFaceError(f"{path}: 'arch' is {kind}, expected a model name")
+    return payload
+
+
+def checkpoint_arch(path: str | Path) -> str:
+    """The registry name stored in one of our checkpoints (checked as by
+    :func:`load_checkpoint`)."""
+    return str(_checkpoint_payload(Path(path))["arch"])
+
+
+def load_checkpoint(path: str | Path, **overrides: Any) -> nn.Module:
+    """Rebuild and load a model saved by :func:`save_checkpoint` (``overrides`` go to the
+    builder, e.g. ``deform_implementation``).
+
+    Every failure is one :class:`FeatherFaceError` line starting with the path (see
+    :func:`read_weights_file` for unreadable files).
+    """
+    path = Path(path)
+    payload = _checkpoint_payload(path)
     arch, config, state_dict = payload["arch"], payload["config"], payload["state_dict"]
-    if not isinstance(arch, str):
-        raise FeatherFaceError(f"{path}: 'arch' is {type(arch).__name__}, expected a model name")
     if not isinstance(config, dict) or not all(isinstance(key, str) for key in config):
         raise FeatherFaceError(f"{path}: 'config' is not a dict of builder keyword arguments")
     if not isinstance(state_dict, Mapping):

@@ -17,10 +17,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import NamedTuple
 
-import torch
 from torch import Tensor, nn
 
 from featherface.errors import FeatherFaceError
+from featherface.models.checkpoint import read_weights_file
 from featherface.models.registry import build_model
 
 
@@ -141,12 +141,7 @@ def load_reference_checkpoint(
     path = Path(path)
     if not path.is_file():
         raise FeatherFaceError(f"{path}: checkpoint not found")
-    try:
-        state_dict = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch.load raises many types on a foreign or damaged file
-        raise FeatherFaceError(
-            f"{path}: not a readable weights-only checkpoint ({error})"
-        ) from None
+    state_dict = read_weights_file(path)
     if not isinstance(state_dict, Mapping) or not all(
         isinstance(value, Tensor) for value in state_dict.values()
     ):

@@ -86,7 +86,7 @@ def featherface_v1(
 
     ``deform_implementation``: how the deformable convs are computed, ``"sampling"`` or
     ``"torchvision"`` (same weights, same outputs). ``backbone_weights``: optional path to the
-    ImageNet ``mobilenetV1X0.25_pretrain.tar`` (a trusted file; see
+    ImageNet ``mobilenetV1X0.25_pretrain.tar`` (read as plain tensors; see
     :func:`~featherface.models.backbone.load_imagenet_weights`).
     """
     model = FeatherFaceV1(deform_implementation=deform_implementation)

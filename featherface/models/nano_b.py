@@ -150,7 +150,7 @@ def featherface_nano_b(
     ``scale_decoupling``, ``assn``, ``mse_fpn``: the small-face modules. ``deformable``: DCNv2
     convs in SSH as V1 (slow on CPU, off by default), computed by ``deform_implementation``
     (``"sampling"`` or ``"torchvision"``). ``backbone_weights``: optional path to the ImageNet
-    ``mobilenetV1X0.25_pretrain.tar`` (a trusted file; see
+    ``mobilenetV1X0.25_pretrain.tar`` (read as plain tensors; see
     :func:`~featherface.models.backbone.load_imagenet_weights`). ``widths``: layer sizes of a
     pruned network (:func:`~featherface.models.widths.layer_widths` of it), applied after the
     backbone weights; the layers it names start from fresh weights.

@@ -89,8 +89,8 @@ class RetinaFaceMNet(nn.Module):
 def retinaface_mnet025(backbone_weights: str | Path | None = None) -> RetinaFaceMNet:
     """RetinaFace-MobileNet0.25 as ``cfg_mnet`` (64 channels, 2 anchors per cell).
 
-    ``backbone_weights``: optional path to the ImageNet ``mobilenetV1X0.25_pretrain.tar`` (a
-    trusted file; see :func:`~featherface.models.backbone.load_imagenet_weights`).
+    ``backbone_weights``: optional path to the ImageNet ``mobilenetV1X0.25_pretrain.tar`` (read
+    as plain tensors; see :func:`~featherface.models.backbone.load_imagenet_weights`).
     """
     model = RetinaFaceMNet()
     if backbone_weights is not None:

@@ -4,6 +4,8 @@ failing parity that exits 1 with one line and leaves no outputs."""
 from __future__ import annotations
 
 import json
+import pathlib
+import pickle
 from pathlib import Path
 
 import pytest
@@ -160,3 +162,18 @@ def test_failing_parity_exits_1_with_one_line_and_no_outputs(
     assert "max_abs_diff_loc 0.001" in errors[0] and "float64_bound_ratio" in errors[0]
     assert not (workspace / "out_fail").exists()
     assert not list(workspace.glob(".out_fail*")), "staging folder left behind"
+
+
+@pytest.mark.parametrize(
+    "content", [b"", b"\x80\x04truncated", pickle.dumps(pathlib.PurePath("x"))], ids=str
+)
+def test_an_unreadable_checkpoint_is_one_line_and_no_outputs(workspace: Path, content) -> None:
+    """An empty, truncated or code-carrying checkpoint: one line naming the file, exit 1, and no
+    export folder for evaluate to read (before: a traceback from torch.load)."""
+    (workspace / "bad.pt").write_bytes(content)
+    arguments = ["export", "--model", "bad.pt", "--teacher", "bad.pt", "--out", "exported"]
+    result = CliRunner().invoke(app, arguments)
+    assert result.exit_code == 1, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: bad.pt: "), result.output
+    assert not (workspace / "exported").exists()
